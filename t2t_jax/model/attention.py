@@ -1,0 +1,196 @@
+"""Multi-head scaled dot-product attention (paper section 3.2), its masks, and the decoding KV cache.
+
+Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, computed per head; softmax always in float32.
+With `decode=True` the module keeps a cache in the 'cache' collection (layout in model/inference.py):
+- self-attention writes one step's key/value per beam into that beam's slot at `decode_index`; each live
+  hypothesis attends to the slots its mask names, so beam search never copies the cache to reorder beams;
+- encoder-decoder attention projects the encoder output to keys/values ONCE per source, when the cache is
+  created, and all beams of a source share them (the Flax WMT example re-projects them for every beam at
+  every step).
+Attention weights are sown into the 'intermediates' collection (free unless that collection is mutable).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from t2t_jax.model.config import TransformerConfig
+
+Array = jax.Array
+NEG_INF = -1e10  # added to masked logits; large enough in float32 to give exactly zero weight
+
+
+def attention_mask(
+    key_valid: Array,
+    query_segments: Array | None = None,
+    key_segments: Array | None = None,
+    causal: bool = False,
+) -> Array:
+    """Boolean mask [batch, 1, query_length or 1, key_length]: True where a query may attend to a key.
+
+    key_valid: [batch, key_length] (False at padding). Segments (packed examples) restrict attention to
+    keys of the query's own example; causal forbids attending to later positions.
+    """
+    mask = key_valid[:, None, None, :]
+    if query_segments is not None and key_segments is not None:
+        mask = mask & (query_segments[:, None, :, None] == key_segments[:, None, None, :])
+    if causal:
+        length = mask.shape[-1]
+        query_length = length if query_segments is None else query_segments.shape[-1]
+        mask = mask & jnp.tril(jnp.ones((query_length, length), bool))[None, None]
+    return mask
+
+
+def _dense_init(names: tuple[str, ...], in_axis: int | tuple[int, ...], out_axis: int | tuple[int, ...]) -> Any:
+    # T2T's uniform_unit_scaling with gain 1.0 == Glorot uniform over the flattened (fan_in, fan_out).
+    init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=in_axis, out_axis=out_axis)
+    return nn.with_logical_partitioning(init, names)
+
+
+class MultiHeadAttention(nn.Module):
+    """MultiHead(Q, K, V) = Concat(head_1..head_h) W^O with head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V).
+
+    No biases on the projections, as in T2T. `inputs_kv=None` means self-attention. Heads are kept in the
+    [batch, heads, length, size] layout, where each head's products are plain batched matrix products.
+    """
+
+    config: TransformerConfig
+    self_attention: bool = True
+
+    @nn.compact
+    def __call__(
+        self,
+        inputs_q: Array,  # [batch, q_length, d_model]
+        inputs_kv: Array | None,  # [batch, kv_length, d_model] or None for self-attention
+        mask: Array | None,  # [batch, 1, q_length or 1, kv_length] bool
+        deterministic: bool,
+        decode_index: Array | None = None,  # scalar step index when config.decode
+    ) -> Array:
+        cfg = self.config
+        query_proj = Projection(cfg, cfg.key_size, name="query")
+        key_proj = Projection(cfg, cfg.key_size, name="key")
+        value_proj = Projection(cfg, cfg.value_size, name="value")
+        query = query_proj(inputs_q)  # [batch, heads, q_length, key_size]
+        if cfg.decode:
+            attended = self._decode_step(query, key_proj, value_proj, inputs_q, inputs_kv, mask, decode_index)
+        else:
+            kv_inputs = inputs_q if inputs_kv is None else inputs_kv
+            key, value = key_proj(kv_inputs), value_proj(kv_inputs)  # [batch, heads, kv_length, size]
+            attended = self._attend(query, key, value, mask, deterministic)  # [batch, heads, q_length, v_size]
+        kernel = self.param(
+            "out", _dense_init(("heads", "kv", "embed"), (0, 1), 2),
+            (cfg.num_heads, cfg.value_size, cfg.d_model), cfg.param_dtype,
+        )
+        batch, heads, length, value_size = attended.shape
+        # as one [batch * length, heads * value_size] x [heads * value_size, d_model] product: no weight transposes
+        concatenated = attended.transpose(0, 2, 1, 3).reshape(batch, length, heads * value_size)
+        return concatenated @ kernel.reshape(heads * value_size, cfg.d_model).astype(cfg.dtype)
+
+    def _attend(
+        self,
+        query: Array,  # [batch, heads, q_length, key_size]
+        key: Array,  # [batch, heads, kv_length, key_size], or [batch, heads, key_size, kv_length] if transposed
+        value: Array,  # [batch, heads, kv_length, value_size]
+        mask: Array | None,
+        deterministic: bool,
+        key_transposed: bool = False,
+    ) -> Array:  # [batch, heads, q_length, value_size]
+        cfg = self.config
+        query = query / jnp.sqrt(cfg.key_size).astype(query.dtype)
+        pattern = "bhqd,bhdk->bhqk" if key_transposed else "bhqd,bhkd->bhqk"
+        logits = jnp.einsum(pattern, query, key, preferred_element_type=jnp.float32)
+        if mask is not None:
+            logits = jnp.where(mask, logits, NEG_INF)
+        weights = jax.nn.softmax(logits, axis=-1)  # [batch, heads, q_length, kv_length] float32
+        self.sow("intermediates", "attention_weights", weights)
+        if not deterministic and cfg.attention_dropout_rate > 0:
+            weights = nn.Dropout(cfg.attention_dropout_rate)(weights, deterministic=False)
+        return jnp.einsum("bhqk,bhkd->bhqd", weights.astype(cfg.dtype), value)
+
+    def _decode_step(
+        self,
+        query: Array,  # [items * beams, heads, 1, key_size]
+        key_proj: nn.Module,
+        value_proj: nn.Module,
+        inputs_q: Array,
+        inputs_kv: Array | None,
+        mask: Array,  # self: [items, 1, beams, beams * max_length]; cross: [items, 1, 1, source_length]
+        decode_index: Array | None,
+    ) -> Array:  # [items * beams, heads, 1, value_size]
+        """One decoding step for all beams of all items (see DecodeCache in inference.py for the layout).
+
+        Queries are grouped per item, [items, heads, beams, key_size], so each item's beams attend in one
+        matrix product to keys stored once per item: the encoder's, or every beam's self-attention slots.
+        """
+        if self.self_attention:
+            key, value, primed = self._self_attention_cache(
+                key_proj(inputs_q), value_proj(inputs_q), mask, decode_index
+            )
+        else:
+            key, value, primed = self._cross_attention_cache(key_proj, value_proj, inputs_kv)
+        if not primed:  # the call that creates the cache; its output is never used
+            return jnp.zeros(query.shape[:-1] + (self.config.value_size,), query.dtype)
+        items, heads = key.shape[:2]
+        beams = query.shape[0] // items
+        grouped = query.reshape(items, beams, heads, -1).transpose(0, 2, 1, 3)  # [items, heads, beams, key_size]
+        attended = self._attend(  # [items, heads, beams, value_size]
+            grouped, key, value, mask, deterministic=True, key_transposed=self.self_attention
+        )
+        return attended.transpose(0, 2, 1, 3).reshape(items * beams, heads, 1, -1)
+
+    def _self_attention_cache(
+        self, key: Array, value: Array, mask: Array, decode_index: Array | None
+    ) -> tuple[Array, Array, bool]:
+        """Write this step's key/value [items * beams, heads, 1, size] into each beam's slot at decode_index.
+
+        Slot s = b * max_length + t holds beam b's position t; the mask (which slots make up each live
+        hypothesis) picks every query's own history. Values are [items, heads, slots, size] and keys are
+        stored transposed, [items, heads, size, slots], so that both attention products read the cache
+        as plain (untransposed) matrices.
+        """
+        items, heads, beams = mask.shape[0], key.shape[1], mask.shape[2]
+        slots = mask.shape[3]  # beams * max_length
+        primed = self.has_variable("cache", "cached_key")
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, (items, heads, key.shape[-1], slots), key.dtype)
+        cached_value = self.variable(
+            "cache", "cached_value", jnp.zeros, (items, heads, slots, value.shape[-1]), value.dtype
+        )
+        if primed:
+            positions = jnp.arange(beams) * (slots // beams) + decode_index
+            key = key.reshape(items, beams, heads, -1).transpose(0, 2, 3, 1)  # [items, heads, size, beams]
+            value = value.reshape(items, beams, heads, -1).transpose(0, 2, 1, 3)  # [items, heads, beams, size]
+            cached_key.value = cached_key.value.at[:, :, :, positions].set(key, unique_indices=True)
+            cached_value.value = cached_value.value.at[:, :, positions].set(value, unique_indices=True)
+        return cached_key.value, cached_value.value, primed
+
+    def _cross_attention_cache(
+        self, key_proj: nn.Module, value_proj: nn.Module, encoded: Array | None
+    ) -> tuple[Array, Array, bool]:
+        """Keys/values of the encoder output [items, heads, source_length, size], projected once, when the
+        cache is created, and shared by all beams of an item."""
+        primed = self.has_variable("cache", "cached_key")
+        cached_key = self.variable("cache", "cached_key", lambda: key_proj(encoded))
+        cached_value = self.variable("cache", "cached_value", lambda: value_proj(encoded))
+        return cached_key.value, cached_value.value, primed
+
+
+class Projection(nn.Module):
+    """x W for all heads at once: [batch, length, d_model] -> [batch, heads, length, size]."""
+
+    config: TransformerConfig
+    size: int
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        cfg = self.config
+        kernel = self.param(
+            "kernel", _dense_init(("embed", "heads", "kv"), 0, (1, 2)),
+            (cfg.d_model, cfg.num_heads, self.size), cfg.param_dtype,
+        )
+        projected = inputs @ kernel.reshape(cfg.d_model, -1).astype(cfg.dtype)  # [batch, length, heads * size]
+        batch, length, _ = inputs.shape
+        return projected.reshape(batch, length, cfg.num_heads, self.size).transpose(0, 2, 1, 3)

@@ -1,0 +1,80 @@
+"""Glue between a trained Transformer and `t2t_jax.decoding`: the decoding cache and the step function.
+
+    encoded = model.apply(variables, inputs, method=Transformer.encode)          # [items, S, D]
+    cache = init_cache(config, params, encoded, inputs, max_length, beam_size)
+    result = beam_search(step_fn(config, params), cache, max_lengths, max_length=max_length,
+                         beam_size=beam_size, reorder_cache=reorder_cache)
+
+The cache (a Flax 'cache' collection) holds, per decoder layer, self-attention keys/values
+[items, heads, beams, max_length, size] written once per step into each beam's own slot, and the
+encoder-decoder keys/values [items, heads, source_length, size] projected once per source; at the decoder
+level, the step index, the source padding mask and `slot_beams` [items * beams, max_length], which names
+the slot holding each position of each live hypothesis. Reordering beams touches only `slot_beams`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+from t2t_jax.decoding.beam_search import gather_beams
+from t2t_jax.model.config import TransformerConfig
+from t2t_jax.model.transformer import Transformer
+
+Array = jax.Array
+Cache = Any
+StepFn = Callable[[Array, Cache], tuple[Array, Cache]]
+
+
+def init_cache(
+    config: TransformerConfig, params: Any, encoded: Array, inputs: Array, max_length: int, beam_size: int = 1
+) -> Cache:
+    """The decoder's cache for `max_length` steps of `beam_size` hypotheses per source: empty self-attention
+    slots, and the encoder-decoder keys/values projected once from `encoded` [items, S, D]."""
+    model = Transformer(config.replace(decode=True, scan_layers=False, remat="none"))
+    placeholder = jnp.zeros((inputs.shape[0] * beam_size, max_length), jnp.int32)
+    _, variables = model.apply(
+        {"params": params}, encoded, inputs, placeholder, deterministic=True,
+        method=Transformer.decode, mutable=["cache"],
+    )
+    return variables["cache"]
+
+
+def step_fn(config: TransformerConfig, params: Any) -> StepFn:
+    """tokens_to_logits(previous_tokens [items * beams, 1], cache) -> (float32 logits [items * beams, V], cache)."""
+    model = Transformer(config.replace(decode=True, scan_layers=False, remat="none"))
+
+    def tokens_to_logits(previous_tokens: Array, cache: Cache) -> tuple[Array, Cache]:
+        logits, variables = model.apply(
+            {"params": params, "cache": cache}, None, None, previous_tokens, deterministic=True,
+            method=Transformer.decode, mutable=["cache"],
+        )
+        return logits[:, 0], variables["cache"]
+
+    return tokens_to_logits
+
+
+def reorder_cache(cache: Cache, parents: Array) -> Cache:
+    """Beam search's reordering: hypothesis k of item b continues hypothesis parents[b, k] ([items, beams])."""
+    decoder = dict(cache["decoder"])
+    decoder["slot_beams"] = gather_beams(decoder["slot_beams"], parents)
+    return {**cache, "decoder": decoder}
+
+
+def unstack_layers(params: Any) -> Any:
+    """Parameters of a `scan_layers=True` model (stacked under '.../layers' with a leading layer axis)
+    rewritten as the per-layer 'layers_0', 'layers_1', ... of a loop model, e.g. for decoding."""
+    flat = traverse_util.flatten_dict(params)
+    unstacked = {}
+    for path, value in flat.items():
+        if "layers" not in path:
+            unstacked[path] = value
+            continue
+        at = path.index("layers")
+        for layer, layer_value in enumerate(value):
+            unstacked[path[:at] + (f"layers_{layer}",) + path[at + 1:]] = layer_value
+    return traverse_util.unflatten_dict(unstacked)
