@@ -1,0 +1,3 @@
+from t2t_jax.cli import main
+
+main()

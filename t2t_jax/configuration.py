@@ -1,0 +1,132 @@
+"""Run configuration: ml_collections config files, command-line overrides, and the copy in the workdir.
+
+A config file (configs/*.py) defines `get_config()` returning `default_config()` with its changes.
+`--config.train.steps=500` style overrides are applied on top, typed by the field they replace; an unknown
+key is an error that names it. The resolved config is saved as workdir/config.json, and decoding reads it
+back from there, so a model is always decoded with the settings it was trained with.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from typing import Any
+
+import jax.numpy as jnp
+import ml_collections
+
+from t2t_jax.errors import UserError
+from t2t_jax.model import TransformerConfig
+
+CONFIG_FILE = "config.json"
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every setting with its default: the paper's base model and training recipe."""
+    config = ml_collections.ConfigDict()
+    config.model = dict(
+        d_model=512, d_ff=2048, num_heads=8, d_k=0, d_v=0, num_encoder_layers=6, num_decoder_layers=6,
+        dropout_rate=0.1, attention_dropout_rate=0.0, relu_dropout_rate=0.0, max_length=1024,
+        position_encoding="sinusoidal", norm_placement="post", share_embeddings="all", scale_embeddings=True,
+        dtype="float32", param_dtype="float32", scan_layers=False, remat="none",
+    )
+    config.data = dict(
+        train="", eval="", source_lang="en", target_lang="de", tfds_data_dir="", vocab_path="", vocab_size=32000,
+        vocab_model_type="bpe", vocab_sample_lines=1_000_000, max_source_length=256, max_target_length=256,
+        batch_tokens=4096, batch_size=0, packing=False, pack_length=256, shuffle_buffer=50_000, seed=0,
+        algorithmic_min_length=1, algorithmic_max_length=20, algorithmic_eval_examples=1000,
+    )
+    config.train = dict(
+        steps=100_000, schedule="rsqrt", learning_rate_scale=1.0, learning_rate=1e-3, warmup_steps=4000,
+        adam_b1=0.9, adam_b2=0.98, adam_eps=1e-9, weight_decay=0.0, grad_clip_norm=0.0, label_smoothing=0.1,
+        tokens_per_update=0, seed=0, log_every=100, eval_every=1000, checkpoint_every=1000, keep_checkpoints=5,
+        max_seconds=0.0, eval_examples=0, eval_bleu=False, bleu_examples=500, average_last=0,
+    )
+    config.decode = dict(beam_size=4, alpha=0.6, max_extra_length=50, batch_tokens=4096)
+    config.mesh = dict(data=-1, fsdp=1, tensor=1)
+    return config
+
+
+def load_config(path: str, overrides: list[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
+    """The config of file `path` (which defines get_config()) with `(dotted key, value text)` overrides."""
+    if not os.path.isfile(path):
+        raise UserError(f"config file {path} does not exist")
+    spec = importlib.util.spec_from_file_location("t2t_jax_user_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise UserError(f"config file {path} defines no get_config()")
+    config = module.get_config()
+    for key, text in overrides:
+        apply_override(config, key, text)
+    return config
+
+
+def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
+    """config.<key> = text parsed as the type of the current value."""
+    *parents, name = key.split(".")
+    node = config
+    for depth, part in enumerate(parents + [name]):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            where = ".".join(["config"] + parents[:depth])
+            known = ", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else "no keys"
+            raise UserError(f"unknown config key '{key}': {where} has no '{part}' (it has: {known})")
+        if depth < len(parents):
+            node = node[part]
+    node[name] = _parse(text, node[name], key)
+
+
+def _parse(text: str, current: Any, key: str) -> Any:
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+    except ValueError:
+        raise UserError(f"config.{key}={text!r}: expected a {type(current).__name__}") from None
+    return text
+
+
+def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> TransformerConfig:
+    """The TransformerConfig of config.model for a shared vocabulary of `vocab_size`."""
+    fields = dict(config.model)
+    fields["d_k"] = fields["d_k"] or None
+    fields["d_v"] = fields["d_v"] or None
+    fields["dtype"] = jnp.dtype(fields["dtype"])
+    fields["param_dtype"] = jnp.dtype(fields["param_dtype"])
+    try:
+        return TransformerConfig(vocab_size=vocab_size, **fields)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"config.model: {error}") from None
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+        f.write(config.to_json(indent=1))
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a workdir was trained with."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise UserError(f"{workdir} holds no trained model ({CONFIG_FILE} not found): train one first")
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def model_differences(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict) -> list[str]:
+    """Settings that change the model's shape or vocabulary between two configs."""
+    keys = [f"model.{k}" for k in new.model] + [f"data.{k}" for k in ("vocab_size", "vocab_path", "vocab_model_type")]
+    differences = []
+    for key in keys:
+        section, name = key.split(".")
+        before, after = old[section].get(name), new[section].get(name)
+        if before != after:
+            differences.append(f"{key}: {before!r} -> {after!r}")
+    return differences

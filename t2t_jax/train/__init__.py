@@ -1,0 +1,1 @@
+"""Training: optimizer and schedule, loss, jitted steps, sharding, checkpoints, and the loop."""

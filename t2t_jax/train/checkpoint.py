@@ -1,0 +1,171 @@
+"""Checkpoints with orbax: the train state, the data iterator position and run metadata, saved together.
+
+workdir/checkpoints/STEP   the last `keep` saves (async), each: state/ (step, params, optimizer), data/
+                           (tf.data iterator, one per process), meta/ (JSON: best score, elapsed time, ...)
+workdir/best/STEP          the best by eval score so far
+workdir/averaged/STEP      parameters averaged over the last N checkpoints (the paper: 5 for base, 20 for big)
+workdir/corrupt/STEP       checkpoints that could not be restored, moved out of the way
+Restoring takes an abstract (sharded) state as target, so a checkpoint restores onto any mesh. A latest
+checkpoint that cannot be read falls back to the one before it, with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from etils import epath
+
+from t2t_jax.errors import UserError
+
+log = logging.getLogger(__name__)
+KINDS = ("checkpoints", "best", "averaged")
+
+
+class DataIteratorHandler(ocp.CheckpointHandler):
+    """Saves each process's data iterator (anything with save(dir) / restore(dir)) in its own folder."""
+
+    def save(self, directory: epath.Path, args: DataIteratorSave) -> None:
+        folder = directory / f"process_{jax.process_index()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        args.iterator.save(os.fspath(folder))
+
+    def restore(self, directory: epath.Path, args: DataIteratorRestore) -> Any:
+        folder = directory / f"process_{jax.process_index()}"
+        if not folder.exists():
+            raise FileNotFoundError(f"no data iterator state for process {jax.process_index()} in {directory}")
+        args.iterator.restore(os.fspath(folder))
+        return args.iterator
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_save=True)
+@dataclasses.dataclass
+class DataIteratorSave(ocp.args.CheckpointArgs):
+    iterator: Any
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_restore=True)
+@dataclasses.dataclass
+class DataIteratorRestore(ocp.args.CheckpointArgs):
+    iterator: Any
+
+
+def _manager(directory: epath.Path, keep: int, async_save: bool = False) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True
+    )
+    return ocp.CheckpointManager(directory, options=options)
+
+
+class Checkpoints:
+    """The checkpoint folders of one workdir."""
+
+    def __init__(self, workdir: str, keep: int = 5, async_save: bool = True) -> None:
+        self.root = epath.Path(workdir)
+        self.latest = _manager(self.root / "checkpoints", keep, async_save)
+        self.best = _manager(self.root / "best", 1)
+
+    def save(self, step: int, state: Any, iterator: Any, meta: dict[str, Any]) -> None:
+        """Saves state, iterator position and metadata; asynchronous for the arrays."""
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=DataIteratorSave(iterator), meta=ocp.args.JsonSave(meta)
+        )
+        self.latest.save(step, args=args, force=True)
+
+    def save_best(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+        self.latest.wait_until_finished()
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+        self.best.save(step, args=args, force=True)
+        self.best.wait_until_finished()
+
+    def restore_latest(self, target: Any, iterator: Any) -> tuple[Any, dict[str, Any]] | None:
+        """(state, meta) of the newest readable checkpoint, with the iterator moved to its position."""
+        for step in sorted(self.latest.all_steps(), reverse=True):
+            try:
+                restored = self.latest.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target), data=DataIteratorRestore(iterator),
+                    meta=ocp.args.JsonRestore(),
+                ))
+                return restored.state, dict(restored.meta)
+            except Exception as error:  # a half-written or corrupt checkpoint: fall back to an older one
+                aside = self.root / "corrupt" / str(step)
+                log.warning("checkpoint %s in %s cannot be restored (%s: %s); moved to %s, trying the one before",
+                            step, self.latest.directory, type(error).__name__, str(error).splitlines()[0][:200], aside)
+                self._move_aside(step, aside)
+        return None
+
+    def _move_aside(self, step: int, aside: epath.Path) -> None:
+        if jax.process_index() == 0:
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            if aside.exists():
+                aside.rmtree()
+            (self.latest.directory / str(step)).rename(aside)
+        self.latest.reload()
+
+    def wait(self) -> None:
+        self.latest.wait_until_finished()
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+
+def restore_state(workdir: str, which: str, target: Any) -> tuple[Any, int]:
+    """The state saved under `which` = latest | best | averaged | a step number, onto `target`."""
+    kind, step = _resolve(workdir, which)
+    manager = _manager(epath.Path(workdir) / kind, keep=1_000_000)
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    manager.close()
+    return restored.state, step
+
+
+def _resolve(workdir: str, which: str) -> tuple[str, int]:
+    root = epath.Path(workdir)
+    if not root.exists():
+        raise UserError(f"workdir {workdir} does not exist")
+    kind = {"latest": "checkpoints", "best": "best", "averaged": "averaged"}.get(which, "checkpoints")
+    steps = _steps(root / kind)
+    if not steps:
+        hint = {"best": " (no evaluation has run yet)", "averaged": " (run `t2t-jax average` first)"}.get(which, "")
+        raise UserError(f"no {which} checkpoint in {root / kind}{hint}")
+    if which in ("latest", "best", "averaged"):
+        return kind, steps[-1]
+    if not which.isdigit() or int(which) not in steps:
+        raise UserError(f"checkpoint {which!r} not found: use latest, best, averaged or one of {steps}")
+    return kind, int(which)
+
+
+def _steps(directory: epath.Path) -> list[int]:
+    if not directory.exists():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def average_checkpoints(workdir: str, last: int, target: Any) -> tuple[int, list[int]]:
+    """Averages the parameters of the last `last` checkpoints (the paper's checkpoint averaging) and saves
+    the result, with the newest one's optimizer state, as workdir/averaged/STEP. Returns (step, averaged)."""
+    steps = _steps(epath.Path(workdir) / "checkpoints")
+    if not steps:
+        raise UserError(f"no checkpoints to average in {workdir}/checkpoints")
+    chosen = steps[-last:]
+    if len(chosen) < last:
+        log.warning("only %d checkpoints in %s/checkpoints; averaging those", len(chosen), workdir)
+    total, newest = None, None
+    for step in chosen:
+        state, _ = restore_state(workdir, str(step), target)
+        total = state.params if total is None else jax.tree_util.tree_map(jnp.add, total, state.params)
+        newest = state
+    params = jax.tree_util.tree_map(lambda x: x / len(chosen), total)
+    manager = _manager(epath.Path(workdir) / "averaged", keep=1)
+    manager.save(chosen[-1], args=ocp.args.Composite(
+        state=ocp.args.StandardSave(newest.replace(params=params)),
+        meta=ocp.args.JsonSave({"averaged_steps": chosen}),
+    ), force=True)
+    manager.wait_until_finished()
+    manager.close()
+    return chosen[-1], chosen

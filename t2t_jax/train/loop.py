@@ -1,0 +1,245 @@
+"""train_and_evaluate: the recipe, start to end.
+
+vocabulary -> model and optimizer -> state (restored from the workdir, or created sharded) -> for each update:
+  k microbatches -> gradients -> Adam update; every interval: progress line; eval loss (and BLEU) and the best
+  checkpoint; checkpoints (state + data position) -> at the end, or on SIGTERM or the time budget: a last
+  checkpoint, and optionally the average of the last checkpoints.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from t2t_jax import configuration, data
+from t2t_jax.errors import UserError
+from t2t_jax.model import Transformer
+from t2t_jax.train import checkpoint, sharding, step
+from t2t_jax.train.optim import learning_rate_schedule
+from t2t_jax.train.reporting import Reporter, host_metrics
+from t2t_jax.train.state import train_setup
+
+
+class _Stop:
+    """Set by SIGTERM (preemption): the loop checkpoints and returns at the next step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def accumulation_steps(config: ml_collections.ConfigDict) -> int:
+    """Microbatches per update so that an update holds about train.tokens_per_update tokens (per side)."""
+    per_microbatch = config.data.batch_tokens * jax.process_count()
+    return max(1, math.ceil(config.train.tokens_per_update / per_microbatch)) if config.train.tokens_per_update else 1
+
+
+def _check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    if not os.path.isfile(os.path.join(workdir, configuration.CONFIG_FILE)):
+        return
+    differences = configuration.model_differences(configuration.load_workdir_config(workdir), config)
+    if differences:
+        raise UserError(
+            f"{workdir} holds a model trained with other settings ({'; '.join(differences)}): "
+            "use a new workdir or the same settings"
+        )
+
+
+class Trainer:
+    """The compiled steps and the state of one training run."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str) -> None:
+        self.config, self.workdir = config, workdir
+        self.reporter = Reporter(workdir, config.train.steps)
+        self.tokenizer = data.build_vocabulary(config.data, workdir)
+        self.model_cfg, optimizer, init = train_setup(config, self.tokenizer.vocab_size)
+        self.mesh = sharding.make_mesh(config.mesh)
+        self.batch_sharding = sharding.batch_sharding(self.mesh)
+        self.batch_multiple = max(1, sharding.batch_parallelism(self.mesh) // jax.process_count())
+        self.accumulation = accumulation_steps(config)
+        self.schedule = learning_rate_schedule(config.train, self.model_cfg.d_model)
+        self.iterator = data.train_iterator(config.data, self.tokenizer, batch_multiple=self.batch_multiple)
+        self.checkpoints = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
+        abstract = sharding.abstract_state(init, self.mesh)
+        restored = self.checkpoints.restore_latest(abstract, self.iterator)
+        if restored is None:
+            self.state, _ = sharding.sharded_init(init, self.mesh)
+            self.meta: dict[str, Any] = {"train_seconds": 0.0, "best_score": None, "best_step": None}
+        else:
+            self.state, self.meta = restored
+            self.reporter.say(f"resumed from step {int(self.state.step)} in {workdir}")
+        self._compile(Transformer(self.model_cfg), optimizer, jax.tree_util.tree_map(lambda a: a.sharding, abstract))
+        self._translator = None
+
+    def _compile(self, model: Transformer, optimizer: Any, state_shardings: Any) -> None:
+        smoothing = self.config.train.label_smoothing
+        batch, replicated = self.batch_sharding, sharding.NamedSharding(self.mesh, sharding.PartitionSpec())
+        self.train_step = jax.jit(
+            functools.partial(step.train_step, model=model, optimizer=optimizer, label_smoothing=smoothing),
+            in_shardings=(state_shardings, batch, replicated), out_shardings=(state_shardings, replicated),
+            donate_argnums=0,
+        )
+        self.compute_gradients = jax.jit(
+            functools.partial(step.compute_gradients, model=model, label_smoothing=smoothing),
+            in_shardings=(state_shardings.params, batch, replicated),
+            out_shardings=(state_shardings.params, replicated),
+        )
+        self.add = jax.jit(step.add_trees, donate_argnums=0)
+        self.apply_gradients = jax.jit(
+            functools.partial(step.apply_gradients, optimizer=optimizer),
+            in_shardings=(state_shardings, state_shardings.params, replicated),
+            out_shardings=(state_shardings, replicated), donate_argnums=(0, 1),
+        )
+        self.eval_step = jax.jit(
+            functools.partial(step.eval_step, model=model, label_smoothing=smoothing),
+            in_shardings=(state_shardings.params, batch), out_shardings=replicated,
+        )
+
+    def update(self, batches: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+        """One optimizer update from `accumulation` microbatches."""
+        number = int(self.state.step)
+        seed = self.config.train.seed
+        if len(batches) == 1:
+            self.state, metrics = self.train_step(
+                self.state, sharding.global_batch(batches[0], self.batch_sharding), step.dropout_key(seed, number)
+            )
+            return metrics
+        grads = metrics = None
+        for index, batch in enumerate(batches):
+            micro_grads, micro_metrics = self.compute_gradients(
+                self.state.params, sharding.global_batch(batch, self.batch_sharding),
+                step.dropout_key(seed, number, index),
+            )
+            grads = micro_grads if grads is None else self.add(grads, micro_grads)
+            metrics = micro_metrics if metrics is None else step.add_trees(metrics, micro_metrics)
+        self.state, metrics = self.apply_gradients(self.state, grads, metrics)
+        return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        """Loss and perplexity on the eval set; BLEU of beam decoding too when train.eval_bleu."""
+        cfg = self.config
+        batch_size = max(32 // self.batch_multiple, 1) * self.batch_multiple
+        sums = None
+        for batch in data.eval_batches(
+            cfg.data, self.tokenizer, batch_size=batch_size, max_examples=cfg.train.eval_examples or None
+        ):
+            metrics = self.eval_step(self.state.params, sharding.global_batch(batch, self.batch_sharding))
+            sums = metrics if sums is None else step.add_trees(sums, metrics)
+        result = host_metrics(sums)
+        if cfg.train.eval_bleu:
+            result["bleu"] = self.bleu()
+        return result
+
+    def bleu(self) -> float:
+        from t2t_jax.evaluate import score
+        from t2t_jax.translate import Translator
+
+        pairs = data.eval_pairs(self.config.data, max_examples=self.config.train.bleu_examples or None)
+        if self._translator is None:
+            self._translator = Translator(self.config, self.state.params, self.tokenizer)
+        self._translator.params = self.state.params
+        hypotheses = self._translator.translate([source for source, _ in pairs])
+        return score(hypotheses, [target for _, target in pairs], self.config.data.target_lang).bleu
+
+    def save(self) -> None:
+        self.checkpoints.save(int(self.state.step), self.state, self.iterator, self.meta)
+
+    def maybe_save_best(self, eval_metrics: dict[str, float]) -> None:
+        score = eval_metrics["bleu"] if "bleu" in eval_metrics else -eval_metrics["loss"]
+        if self.meta["best_score"] is None or score > self.meta["best_score"]:
+            self.meta.update(best_score=score, best_step=int(self.state.step))
+            self.checkpoints.save_best(int(self.state.step), self.state, self.meta)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains (resuming from `workdir` if it holds checkpoints) until train.steps, train.max_seconds or
+    SIGTERM. Returns the last train and eval metrics."""
+    os.makedirs(workdir, exist_ok=True)
+    _check_workdir_config(config, workdir)
+    if jax.process_index() == 0:
+        configuration.save_config(config, workdir)
+    trainer = Trainer(config, workdir)
+    stop = _Stop()
+    try:
+        return _run(trainer, stop)
+    finally:
+        stop.restore()
+        trainer.checkpoints.wait()
+        trainer.checkpoints.close()
+        trainer.reporter.close()
+
+
+def _require_finite(loss_plus_update_norm: float, current: int, workdir: str) -> None:
+    if not math.isfinite(loss_plus_update_norm):
+        raise UserError(
+            f"the loss became {loss_plus_update_norm} by step {current} (or the update did): training stopped; "
+            f"the last good checkpoint is kept in {workdir}/checkpoints (try a lower learning rate)"
+        )
+
+
+def _run(trainer: Trainer, stop: _Stop) -> dict[str, Any]:
+    cfg, reporter = trainer.config.train, trainer.reporter
+    first_step = int(trainer.state.step)
+    reporter.say(
+        f"training {first_step} -> {cfg.steps} steps on {jax.device_count()} {jax.devices()[0].platform} device(s), "
+        f"mesh {dict(trainer.mesh.shape)}, {trainer.accumulation} microbatch(es) of "
+        f"~{trainer.config.data.batch_tokens} tokens per host per update, vocabulary {trainer.tokenizer.vocab_size}"
+    )
+    started, interval_start, interval_tokens, interval_sums = time.time(), time.time(), 0, None
+    previous_seconds = float(trainer.meta.get("train_seconds", 0.0))
+    last: dict[str, Any] = {}
+    current = first_step
+    while current < cfg.steps:
+        batches = [next(trainer.iterator) for _ in range(trainer.accumulation)]
+        interval_tokens += sum(int(np.count_nonzero(b["inputs"]) + np.count_nonzero(b["targets"])) for b in batches)
+        metrics = trainer.update(batches)
+        interval_sums = metrics if interval_sums is None else step.add_trees(interval_sums, metrics)
+        current += 1
+        trainer.meta["train_seconds"] = previous_seconds + time.time() - started
+        out_of_time = 0 < cfg.max_seconds <= trainer.meta["train_seconds"]
+        ending = current >= cfg.steps or stop.requested or out_of_time
+        if current % cfg.log_every == 0 or ending:
+            train_metrics = host_metrics(interval_sums)
+            train_metrics.update(
+                learning_rate=float(trainer.schedule(current - 1)),
+                tokens_per_second=interval_tokens / max(time.time() - interval_start, 1e-9),
+            )
+            _require_finite(train_metrics["loss"] + train_metrics["update_norm"], current, trainer.workdir)
+            reporter.train_line(current, train_metrics, current - first_step)
+            reporter.write(current, "train", train_metrics)
+            last["train"] = train_metrics
+            interval_start, interval_tokens, interval_sums = time.time(), 0, None
+        if current % cfg.eval_every == 0 or ending:
+            eval_metrics = trainer.evaluate()
+            reporter.write(current, "eval", eval_metrics)
+            reporter.say(f"eval at step {current}: " + "  ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()))
+            last["eval"] = eval_metrics
+            trainer.maybe_save_best(eval_metrics)
+        if current % cfg.checkpoint_every == 0 or ending:
+            # never checkpoint a diverged state
+            _require_finite(float(metrics["loss"]) + float(metrics["update_norm"]), current, trainer.workdir)
+            trainer.save()
+        if stop.requested or out_of_time:
+            why = "SIGTERM" if stop.requested else f"the time budget of train.max_seconds={cfg.max_seconds:g}"
+            reporter.say(f"stopped at step {current} by {why}; checkpoint saved, run again to resume")
+            break
+    trainer.checkpoints.wait()
+    if cfg.average_last > 0 and jax.process_index() == 0 and not stop.requested:
+        abstract = sharding.abstract_state(train_setup(trainer.config, trainer.tokenizer.vocab_size)[2], trainer.mesh)
+        averaged_step, steps = checkpoint.average_checkpoints(trainer.workdir, cfg.average_last, abstract)
+        reporter.say(f"averaged checkpoints {steps} into {trainer.workdir}/averaged/{averaged_step}")
+    return last

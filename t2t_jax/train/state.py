@@ -1,0 +1,49 @@
+"""The train state of a config: created sharded from jax.eval_shape, or its abstract form as a restore target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import Mesh
+
+from t2t_jax.configuration import model_config
+from t2t_jax.model import Transformer, TransformerConfig
+from t2t_jax.train import checkpoint, sharding
+from t2t_jax.train.optim import make_optimizer
+from t2t_jax.train.step import TrainState
+
+
+def state_init_fn(
+    model_cfg: TransformerConfig, optimizer: optax.GradientTransformation, seed: int
+) -> Callable[[], TrainState]:
+    """A function creating the (boxed, logically named) initial train state; shapes don't depend on lengths."""
+
+    def init() -> TrainState:
+        dummy = jnp.ones((1, 8), jnp.int32)
+        params = Transformer(model_cfg).init(jax.random.PRNGKey(seed), dummy, dummy)["params"]
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+
+    return init
+
+
+def train_setup(
+    config: ml_collections.ConfigDict, vocab_size: int
+) -> tuple[TransformerConfig, optax.GradientTransformation, Callable[[], TrainState]]:
+    model_cfg = model_config(config, vocab_size)
+    optimizer = make_optimizer(config.train, model_cfg.d_model)
+    return model_cfg, optimizer, state_init_fn(model_cfg, optimizer, config.train.seed)
+
+
+def restore_params(
+    workdir: str, config: ml_collections.ConfigDict, vocab_size: int, which: str = "latest", mesh: Mesh | None = None
+) -> Any:
+    """The parameters of checkpoint `which` (latest | best | averaged | STEP), placed on `mesh`."""
+    mesh = sharding.make_mesh(config.mesh) if mesh is None else mesh
+    _, _, init = train_setup(config, vocab_size)
+    state, _ = checkpoint.restore_state(workdir, which, sharding.abstract_state(init, mesh))
+    return state.params

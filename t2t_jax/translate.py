@@ -1,0 +1,141 @@
+"""Translator: a trained workdir in, translations out.
+
+    translator = Translator.from_workdir("runs/multi30k")
+    translator.translate(["Ein Hund rennt."])                 # -> ["A dog is running."]
+    translator.translate(["Ein Hund rennt."], nbest=2)        # -> [[("A dog is running.", -0.21), ...]]
+
+Lines are sorted by length and decoded in batches of a few fixed shapes (lengths rounded up to a multiple
+of 8, batch sizes a power of two), so that XLA compiles a handful of programs, then put back in input order.
+Empty lines translate to empty lines; overlong ones are truncated (with a warning), never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from t2t_jax.configuration import load_workdir_config, model_config
+from t2t_jax.data.tokenizer import Tokenizer
+from t2t_jax.decoding import beam_search
+from t2t_jax.model import Transformer, TransformerConfig
+from t2t_jax.model.inference import init_cache, reorder_cache, step_fn, unstack_layers
+
+log = logging.getLogger(__name__)
+VOCAB_FILE = "vocab.model"
+LENGTH_MULTIPLE = 8
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def power_of_two_floor(value: int) -> int:
+    return 1 << (max(value, 1).bit_length() - 1)
+
+
+class BeamDecoder:
+    """Beam search over batches of token ids with two compiled programs per shape (encode + cache, search)."""
+
+    def __init__(self, config: TransformerConfig, beam_size: int, alpha: float, max_extra_length: int) -> None:
+        self.config = config.replace(scan_layers=False, remat="none")
+        self.beam_size, self.alpha, self.max_extra_length = beam_size, alpha, max_extra_length
+        self._prepare = jax.jit(self._prepare_fn)
+        self._search = jax.jit(self._search_fn)
+
+    def _prepare_fn(self, params: Any, inputs: jax.Array) -> tuple[jax.Array, Any]:
+        encoded = Transformer(self.config).apply({"params": params}, inputs, method=Transformer.encode)
+        max_length = inputs.shape[1] + self.max_extra_length
+        return init_cache(self.config, params, encoded, inputs, max_length, self.beam_size)
+
+    def _search_fn(self, params: Any, inputs: jax.Array, cache: Any) -> tuple[jax.Array, jax.Array]:
+        max_lengths = jnp.sum(inputs > 0, axis=1) + self.max_extra_length
+        result = beam_search(
+            step_fn(self.config, params), cache, max_lengths, max_length=inputs.shape[1] + self.max_extra_length,
+            beam_size=self.beam_size, alpha=self.alpha, eos_id=Tokenizer.EOS_ID, reorder_cache=reorder_cache,
+        )
+        return result.sequences, result.scores
+
+    def __call__(self, params: Any, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """inputs [batch, length] (EOS-terminated, 0-padded) -> sequences [batch, beam, max_length], scores."""
+        inputs = jnp.asarray(inputs)
+        sequences, scores = self._search(params, inputs, self._prepare(params, inputs))
+        return np.asarray(sequences), np.asarray(scores)
+
+
+class Translator:
+    """Translates text with a trained model: SentencePiece in, beam search, SentencePiece out."""
+
+    def __init__(
+        self, config: ml_collections.ConfigDict, params: Any, tokenizer: Tokenizer,
+        beam_size: int | None = None, alpha: float | None = None,
+    ) -> None:
+        self.model_config = model_config(config, tokenizer.vocab_size)
+        self.config, self.tokenizer = config, tokenizer
+        self.params = unstack_layers(params) if self.model_config.scan_layers else params
+        self.beam_size = config.decode.beam_size if beam_size is None else beam_size
+        self.alpha = config.decode.alpha if alpha is None else alpha
+        self.decoder = BeamDecoder(self.model_config, self.beam_size, self.alpha, config.decode.max_extra_length)
+
+    @classmethod
+    def from_workdir(
+        cls, workdir: str, checkpoint: str = "latest", beam_size: int | None = None, alpha: float | None = None
+    ) -> Translator:
+        """The model saved in `workdir`: checkpoint latest | best | averaged | a step number."""
+        from t2t_jax.train.state import restore_params
+
+        config = load_workdir_config(workdir)
+        tokenizer = Tokenizer.load(os.path.join(workdir, VOCAB_FILE))
+        params = restore_params(workdir, config, tokenizer.vocab_size, checkpoint)
+        return cls(config, params, tokenizer, beam_size, alpha)
+
+    def translate(self, texts: Sequence[str], nbest: int = 1) -> list[str] | list[list[tuple[str, float]]]:
+        """One translation per input (or, with nbest > 1, the n best with their scores), in input order."""
+        if not 1 <= nbest <= self.beam_size:
+            raise ValueError(f"nbest must be between 1 and the beam size {self.beam_size}, got {nbest}")
+        ids = self._encode(texts)
+        results: list[list[tuple[str, float]]] = [[("", 0.0)] * nbest for _ in texts]
+        for rows, batch in self._batches(ids):
+            sequences, scores = self.decoder(self.params, batch)
+            for row, index in enumerate(rows):
+                results[index] = [
+                    (self.tokenizer.decode(sequences[row, k].tolist()), float(scores[row, k])) for k in range(nbest)
+                ]
+        return [best[0][0] for best in results] if nbest == 1 else results
+
+    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+        limit = self.config.data.max_source_length
+        ids = [tokens if text.strip() else [] for text, tokens in zip(texts, self.tokenizer.encode_batch(list(texts)))]
+        overlong = sum(len(tokens) + 1 > limit for tokens in ids)
+        if overlong:
+            log.warning("%d input line(s) longer than data.max_source_length=%d tokens were truncated", overlong, limit)
+        return [tokens[: limit - 1] + [Tokenizer.EOS_ID] if tokens else [] for tokens in ids]
+
+    def _batches(self, ids: list[list[int]]) -> list[tuple[list[int], np.ndarray]]:
+        """(input indices, padded batch) groups of similar length within the token budget; empty lines skipped."""
+        order = sorted((i for i in range(len(ids)) if ids[i]), key=lambda i: len(ids[i]))
+        budget = self.config.decode.batch_tokens
+        batches, start = [], 0
+        while start < len(order):
+            length = round_up(len(ids[order[start]]), LENGTH_MULTIPLE)
+            size = power_of_two_floor(max(budget // (length * self.beam_size), 1))
+            # the batch's longest line sets its length: grow the length, shrink the batch until both fit
+            while True:
+                rows = order[start:start + size]
+                length = round_up(max(len(ids[i]) for i in rows), LENGTH_MULTIPLE)
+                new_size = power_of_two_floor(max(budget // (length * self.beam_size), 1))
+                if new_size >= size:
+                    break
+                size = new_size
+            batch = np.zeros((size, length), np.int32)
+            for row, index in enumerate(rows):
+                batch[row, : len(ids[index])] = ids[index]
+            batches.append((rows, batch))
+            start += len(rows)
+        return batches

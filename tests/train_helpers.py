@@ -1,0 +1,36 @@
+"""Small, fast training configs and a way to run the CLI in a subprocess, for the train/CLI tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from t2t_jax.configuration import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def reverse_config(**train_overrides):
+    """configs/reverse.py shrunk to a model and batch that train a step in milliseconds."""
+    config = load_config(os.path.join(ROOT, "configs", "reverse.py"))
+    config.model.update(d_model=32, d_ff=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1)
+    config.data.update(batch_tokens=256, algorithmic_max_length=8, algorithmic_eval_examples=16, pack_length=32)
+    config.train.update(steps=6, log_every=1, eval_every=3, checkpoint_every=3, warmup_steps=5)
+    config.train.update(schedule="constant", learning_rate=3e-3)
+    config.train.update(train_overrides)
+    return config
+
+
+def train_losses(workdir: str) -> dict[int, float]:
+    """step -> train loss, from workdir/metrics.jsonl."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return {row["step"]: row["loss"] for row in rows if row["kind"] == "train"}
+
+
+def run_cli(*args: str, timeout: int = 300, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "t2t_jax", *args], cwd=ROOT, capture_output=True, timeout=timeout, input=stdin,
+    )
