@@ -18,8 +18,10 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from t2t_jax import configuration, data
+from t2t_jax.distributed import initialize_from_environment
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer
 from t2t_jax.train import checkpoint, sharding, step
@@ -149,9 +151,11 @@ class Trainer:
         from t2t_jax.translate import Translator
 
         pairs = data.eval_pairs(self.config.data, max_examples=self.config.train.bleu_examples or None)
+        # every host decodes the whole set with its own devices, from a full copy of the parameters
+        params = self.state.params if jax.process_count() == 1 else multihost_utils.process_allgather(self.state.params)
         if self._translator is None:
-            self._translator = Translator(self.config, self.state.params, self.tokenizer)
-        self._translator.params = self.state.params
+            self._translator = Translator(self.config, params, self.tokenizer)
+        self._translator.params = params
         hypotheses = self._translator.translate([source for source, _ in pairs])
         return score(hypotheses, [target for _, target in pairs], self.config.data.target_lang).bleu
 
@@ -168,6 +172,7 @@ class Trainer:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (resuming from `workdir` if it holds checkpoints) until train.steps, train.max_seconds or
     SIGTERM. Returns the last train and eval metrics."""
+    initialize_from_environment()  # multi-host runs: before anything asks JAX for its devices
     os.makedirs(workdir, exist_ok=True)
     _check_workdir_config(config, workdir)
     if jax.process_index() == 0:

@@ -69,9 +69,26 @@ def batch_parallelism(mesh: Mesh) -> int:
 
 
 def logical_shardings(boxed_tree: Any, mesh: Mesh) -> Any:
-    """NamedShardings for a tree whose leaves may carry logical axis names (nn.LogicallyPartitioned)."""
-    specs = nn.get_partition_spec(boxed_tree)
-    return nn.logical_to_mesh_sharding(specs, mesh, LOGICAL_RULES)
+    """NamedShardings for a tree whose leaves may carry logical axis names (nn.LogicallyPartitioned).
+
+    A dimension whose size the mesh axes do not divide (a 14-symbol vocabulary over 8 tensor shards, say)
+    is replicated instead of split.
+    """
+    is_spec = lambda x: isinstance(x, PartitionSpec)  # noqa: E731
+    logical = nn.get_partition_spec(boxed_tree)
+    shapes = jax.tree_util.tree_map(lambda leaf: leaf.shape, nn.unbox(boxed_tree))
+    return jax.tree_util.tree_map(
+        lambda spec, shape: NamedSharding(mesh, _divisible(nn.logical_to_mesh_axes(spec, LOGICAL_RULES), shape, mesh)),
+        logical, shapes, is_leaf=is_spec,
+    )
+
+
+def _divisible(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> PartitionSpec:
+    axes = []
+    for size, names in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+        group = (names,) if isinstance(names, str) else tuple(names or ())
+        axes.append(names if size % math.prod(mesh.shape[name] for name in group) == 0 else None)
+    return PartitionSpec(*axes)
 
 
 def sharded_init(init_fn: Callable[[], Any], mesh: Mesh) -> tuple[Any, Any]:

@@ -1,0 +1,76 @@
+"""Multi-host start-up: jax.distributed from the environment, and a preflight check of the topology.
+
+- Cloud TPU pods: jax.distributed.initialize() with no arguments (the TPU runtime knows the topology).
+- GPU clusters: T2T_COORDINATOR (host:port), T2T_NUM_PROCESSES and T2T_PROCESS_ID, or SLURM's variables
+  (SLURM_NTASKS > 1; the coordinator is the first host of SLURM_JOB_NODELIST, see launch/slurm.sbatch).
+- One process: nothing to do.
+T2T_EXPECTED_DEVICES (optional) makes the preflight check fail fast, naming the host whose device count is off,
+instead of hanging in the first collective.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+
+from t2t_jax.errors import UserError
+
+log = logging.getLogger(__name__)
+DEFAULT_PORT = 12355
+
+
+def _slurm_coordinator() -> str:
+    nodes = os.environ.get("SLURM_JOB_NODELIST", os.environ.get("SLURM_NODELIST", ""))
+    first = nodes.split(",")[0]
+    if "[" in first:  # host[01-04] -> host01
+        prefix, ranges = first.split("[", 1)
+        first = prefix + ranges.split("-")[0].split(",")[0].rstrip("]")
+    return f"{first}:{os.environ.get('T2T_COORDINATOR_PORT', DEFAULT_PORT)}"
+
+
+_initialized = False
+
+
+def initialize_from_environment() -> None:
+    """Calls jax.distributed.initialize (once) when the environment describes more than one process."""
+    global _initialized
+    env = os.environ
+    if _initialized:
+        return
+    if "T2T_COORDINATOR" in env or int(env.get("SLURM_NTASKS", "1")) > 1:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only hosts (tests); GPUs use NCCL
+    if "T2T_COORDINATOR" in env:
+        jax.distributed.initialize(
+            coordinator_address=env["T2T_COORDINATOR"], num_processes=int(env["T2T_NUM_PROCESSES"]),
+            process_id=int(env["T2T_PROCESS_ID"]),
+        )
+    elif int(env.get("SLURM_NTASKS", "1")) > 1:
+        jax.distributed.initialize(
+            coordinator_address=_slurm_coordinator(), num_processes=int(env["SLURM_NTASKS"]),
+            process_id=int(env["SLURM_PROCID"]),
+        )
+    elif env.get("T2T_TPU_POD") == "1":
+        jax.distributed.initialize()
+    else:
+        return
+    _initialized = True
+    preflight()
+
+
+def preflight() -> None:
+    """Every process sees the same number of devices, and as many as expected."""
+    from jax.experimental import multihost_utils
+
+    local = jax.local_device_count()
+    counts = multihost_utils.process_allgather(jax.numpy.asarray([local])).reshape(-1).tolist()
+    expected = int(os.environ.get("T2T_EXPECTED_DEVICES", "0"))
+    odd = [index for index, count in enumerate(counts) if count != counts[0]]
+    if odd or (expected and sum(counts) != expected):
+        raise UserError(
+            f"devices per process {counts} (processes {odd or 'all'} differ"
+            + (f"; expected {expected} in all" if expected else "") + "): check every host started with its GPUs/TPUs"
+        )
+    log.info("process %d of %d, %d local of %d devices", jax.process_index(), jax.process_count(), local,
+             jax.device_count())
