@@ -49,7 +49,11 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def load_config(path: str, overrides: list[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
-    """The config of file `path` (which defines get_config()) with `(dotted key, value text)` overrides."""
+    """The config of file `path` (which defines get_config()) with `(dotted key, value text)` overrides.
+
+    `path:ARGUMENT` passes ARGUMENT to get_config, as ml_collections' config_flags do (configs/table3.py:B16).
+    """
+    path, has_argument, argument = path.partition(":")
     if not os.path.isfile(path):
         raise UserError(f"config file {path} does not exist")
     spec = importlib.util.spec_from_file_location("t2t_jax_user_config", path)
@@ -57,7 +61,10 @@ def load_config(path: str, overrides: list[tuple[str, str]] = ()) -> ml_collecti
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise UserError(f"config file {path} defines no get_config()")
-    config = module.get_config()
+    try:
+        config = module.get_config(argument) if has_argument else module.get_config()
+    except ValueError as error:
+        raise UserError(f"{path}: {error}") from None
     for key, text in overrides:
         apply_override(config, key, text)
     return config

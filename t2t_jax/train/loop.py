@@ -104,7 +104,7 @@ class Trainer:
         self.apply_gradients = jax.jit(
             functools.partial(step.apply_gradients, optimizer=optimizer),
             in_shardings=(state_shardings, state_shardings.params, replicated),
-            out_shardings=(state_shardings, replicated), donate_argnums=(0, 1),
+            out_shardings=(state_shardings, replicated), donate_argnums=0,
         )
         self.eval_step = jax.jit(
             functools.partial(step.eval_step, model=model, label_smoothing=smoothing),
