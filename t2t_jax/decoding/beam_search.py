@@ -128,7 +128,10 @@ def beam_search(
         live_log_probs, keep = jax.lax.top_k(jnp.where(ended, NEG_INF, top_log_probs), beam_size)
         cache = reorder(cache, _take(parent, keep))
 
-        new_scores = jnp.where(ended, top_log_probs / length_penalty(length, alpha), NEG_INF)
+        # as in fairseq, an EOS candidate ends a hypothesis only if it ranks among the beam best candidates
+        # (so that beam size 1 is exactly greedy search)
+        finishes = ended & (jnp.arange(2 * beam_size) < beam_size)
+        new_scores = jnp.where(finishes, top_log_probs / length_penalty(length, alpha), NEG_INF)
         all_scores = jnp.concatenate([state.finished_scores, new_scores], axis=1)
         finished_scores, best = jax.lax.top_k(all_scores, beam_size)
         all_tokens = jnp.concatenate([state.finished_tokens, top_tokens], axis=1)

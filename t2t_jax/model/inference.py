@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import linen as nn
 from flax import traverse_util
 
 from t2t_jax.decoding.beam_search import gather_beams
@@ -67,8 +68,8 @@ def reorder_cache(cache: Cache, parents: Array) -> Cache:
 
 def unstack_layers(params: Any) -> Any:
     """Parameters of a `scan_layers=True` model (stacked under '.../layers' with a leading layer axis)
-    rewritten as the per-layer 'layers_0', 'layers_1', ... of a loop model, e.g. for decoding."""
-    flat = traverse_util.flatten_dict(params)
+    rewritten as the per-layer 'layers_0', 'layers_1', ... of a loop model, e.g. for decoding (unboxed)."""
+    flat = traverse_util.flatten_dict(nn.unbox(params))
     unstacked = {}
     for path, value in flat.items():
         if "layers" not in path:
