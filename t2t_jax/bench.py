@@ -21,15 +21,16 @@ import ml_collections
 import numpy as np
 
 from t2t_jax.configuration import model_config
-from t2t_jax.model import TransformerConfig
+from t2t_jax.model import Transformer, TransformerConfig
 from t2t_jax.train import sharding, step
 from t2t_jax.train.state import train_setup
 
 # Dense peak FLOP/s per chip from the vendors' datasheets (no sparsity).
 DATASHEET_PEAKS = {
-    "H100": {"bfloat16": 989e12, "float32": 67e12},
-    "H200": {"bfloat16": 989e12, "float32": 67e12},
-    "A100": {"bfloat16": 312e12, "float32": 19.5e12},
+    # float32 matmuls run on TF32 tensor cores under JAX's default precision on these GPUs: TF32 peak
+    "H100": {"bfloat16": 989e12, "float32": 495e12},
+    "H200": {"bfloat16": 989e12, "float32": 495e12},
+    "A100": {"bfloat16": 312e12, "float32": 156e12},
     "TPU v3": {"bfloat16": 123e12, "float32": 123e12 / 4},
     "TPU v4": {"bfloat16": 275e12, "float32": 275e12 / 4},
     "TPU v5 lite": {"bfloat16": 197e12, "float32": 197e12 / 4},
@@ -83,15 +84,32 @@ def _median_seconds(run: Any, repeats: int) -> float:
     return float(np.median(times))
 
 
-def bench_train(config: ml_collections.ConfigDict, vocab_size: int, batch: int, length: int, steps: int) -> dict:
-    """Compile time, step time, tokens/s, FLOPs and MFU, memory of the jitted train step."""
+def top_ops(trace_dir: str, count: int = 25) -> list[tuple[str, float]]:
+    """(op or kernel name, total milliseconds) of the busiest entries of a jax.profiler perfetto trace."""
+    import collections
+    import glob
+    import gzip
+
+    path = sorted(glob.glob(f"{trace_dir}/**/*.json.gz", recursive=True))[-1]
+    with gzip.open(path) as f:
+        events = json.load(f)["traceEvents"]
+    totals: collections.Counter = collections.Counter()
+    for event in events:
+        if event.get("ph") == "X" and not event["name"].startswith(("$", "ThunkExecutor", "Thunk")):
+            totals[event["name"]] += event.get("dur", 0) / 1000
+    return [(name, round(ms, 2)) for name, ms in totals.most_common(count)]
+
+
+def bench_train(config: ml_collections.ConfigDict, vocab_size: int, batch: int, length: int, steps: int,
+                profile_dir: str = "") -> dict:
+    """Compile time, step time, tokens/s, FLOPs and MFU, memory of the jitted train step; with profile_dir,
+    also a trace of three steps and its busiest operations."""
     model_cfg, optimizer, init = train_setup(config, vocab_size)
     mesh = sharding.make_mesh(config.mesh)
     state, shardings = sharding.sharded_init(init, mesh)
     rng = np.random.default_rng(0)
-    batch_arrays = {name: rng.integers(3, vocab_size, (batch, length)).astype(np.int32) for name in ("inputs", "targets")}
-    batch_arrays = sharding.global_batch(batch_arrays, sharding.batch_sharding(mesh))
-    from t2t_jax.model import Transformer
+    tokens = {name: rng.integers(3, vocab_size, (batch, length)).astype(np.int32) for name in ("inputs", "targets")}
+    batch_arrays = sharding.global_batch(tokens, sharding.batch_sharding(mesh))
 
     train_step = jax.jit(
         functools.partial(step.train_step, model=Transformer(model_cfg), optimizer=optimizer,
@@ -110,6 +128,12 @@ def bench_train(config: ml_collections.ConfigDict, vocab_size: int, batch: int, 
 
     run()
     seconds = _median_seconds(run, steps)
+    busiest = []
+    if profile_dir:
+        with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
+            for _ in range(3):
+                jax.block_until_ready(run())
+        busiest = top_ops(profile_dir)
     flops = analytic_train_flops(model_cfg, batch, length, length)
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
@@ -128,6 +152,7 @@ def bench_train(config: ml_collections.ConfigDict, vocab_size: int, batch: int, 
         "mfu": round(flops / seconds / peak, 4),
         "memory_estimate_gib": round(_memory_bytes(memory) / 2**30, 3) if memory else None,
         "memory_peak_gib": round(stats["peak_bytes_in_use"] / 2**30, 3) if "peak_bytes_in_use" in stats else None,
+        **({"profile_top_ops_ms_per_3_steps": busiest} if busiest else {}),
     }
 
 
@@ -140,7 +165,6 @@ def _memory_bytes(analysis: Any) -> int:
 def bench_decode(config: ml_collections.ConfigDict, vocab_size: int, batch: int, source_length: int,
                  repeats: int) -> dict:
     """Beam search (config.decode beam and alpha) on random weights and random sources."""
-    from t2t_jax.model import Transformer
     from t2t_jax.translate import BeamDecoder
 
     model_cfg = model_config(config, vocab_size).replace(scan_layers=False)
@@ -187,7 +211,7 @@ def bench_pipeline(config: ml_collections.ConfigDict, seconds: float = 10.0) -> 
 
 
 def run_bench(config: ml_collections.ConfigDict, *, vocab_size: int, batch: int, length: int, steps: int,
-              decode_batch: int, decode_source_length: int, pipeline: bool) -> dict:
+              decode_batch: int, decode_source_length: int, pipeline: bool, profile_dir: str = "") -> dict:
     device = jax.devices()[0]
     result = {
         "machine": f"{platform.node()} ({platform.processor() or platform.machine()}), {jax.device_count()} x "
@@ -197,15 +221,16 @@ def run_bench(config: ml_collections.ConfigDict, *, vocab_size: int, batch: int,
                                                      "num_decoder_layers", "dtype", "scan_layers", "remat")},
         "vocab_size": vocab_size, "batch": batch, "length": length, "dropout_rate": config.model.dropout_rate,
     }
-    result["train"] = bench_train(config, vocab_size, batch, length, steps)
-    result["decode"] = bench_decode(config, vocab_size, decode_batch, decode_source_length, max(steps // 2, 2))
+    result["train"] = bench_train(config, vocab_size, batch, length, steps, profile_dir)
+    if decode_batch:
+        result["decode"] = bench_decode(config, vocab_size, decode_batch, decode_source_length, max(steps // 2, 2))
     if pipeline:
         result["pipeline"] = bench_pipeline(config)
     return result
 
 
 def print_report(result: dict) -> None:
-    train, decode = result["train"], result["decode"]
+    train = result["train"]
     print(f"machine: {result['machine']}, jax {result['jax']}")
     print(f"model: {result['model']}, vocab {result['vocab_size']}, batch {result['batch']} x {result['length']}")
     print(f"train: compile {train['compile_s']} s, step {train['step_s']} s, {train['tokens_per_s']} tokens/s "
@@ -214,8 +239,12 @@ def print_report(result: dict) -> None:
           f"{train['xla_flops_per_step']:.4g}; {train['achieved_tflops']} TFLOP/s = MFU {100 * train['mfu']:.1f}% "
           f"of {train['peak_tflops']} TFLOP/s ({train['peak_source']})")
     print(f"memory: XLA estimate {train['memory_estimate_gib']} GiB, allocator peak {train['memory_peak_gib']} GiB")
-    print(f"beam-{decode['beam_size']} decode: batch {decode['batch']}, source {decode['source_length']}, max "
-          f"{decode['max_length']}: {decode['sentences_per_s']} sentences/s ({decode['batch_s']} s/batch, first call "
-          f"{decode['first_call_s']} s)")
+    if "decode" in result:
+        decode = result["decode"]
+        print(f"beam-{decode['beam_size']} decode: batch {decode['batch']}, source {decode['source_length']}, max "
+              f"{decode['max_length']}: {decode['sentences_per_s']} sentences/s ({decode['batch_s']} s/batch, "
+              f"first call {decode['first_call_s']} s)")
+    for name, milliseconds in train.get("profile_top_ops_ms_per_3_steps", [])[:15]:
+        print(f"  profile: {milliseconds:9.2f} ms  {name[:110]}")
     if "pipeline" in result:
         print(f"input pipeline: {json.dumps(result['pipeline'])}")

@@ -50,6 +50,29 @@ def _parser() -> argparse.ArgumentParser:
     average = sub.add_parser("average", help="average the last N checkpoints into workdir/averaged")
     average.add_argument("--workdir", required=True)
     average.add_argument("--last", type=int, required=True)
+
+    bench = sub.add_parser("bench", help="train/decode speed, FLOPs, MFU and memory on synthetic batches")
+    bench.add_argument("--config", required=True, help="e.g. configs/base.py (its model, optimizer, decoding)")
+    bench.add_argument("--steps", type=int, default=5, help="timed train steps (median)")
+    bench.add_argument("--batch", type=int, default=32, help="sentences per train step")
+    bench.add_argument("--length", type=int, default=64, help="source and target tokens per sentence")
+    bench.add_argument("--vocab", type=int, default=8000, help="shared vocabulary size")
+    bench.add_argument("--decode_batch", type=int, default=16)
+    bench.add_argument("--decode_source_length", type=int, default=24)
+    bench.add_argument("--skip_decode", action="store_true")
+    bench.add_argument("--pipeline", action="store_true", help="also time the config's input pipeline (tensorflow)")
+    bench.add_argument("--json", default="", help="also write the results here")
+    bench.add_argument("--profile", default="", help="trace 3 train steps into this folder; print the busiest ops")
+
+    attention = sub.add_parser("attention", help="draw a model's attention for a sentence (.png or .html)")
+    decoding_options(attention)
+    attention.add_argument("--source", required=True, help="the source sentence (not a file)")
+    attention.add_argument("--target", default=None, help="default: the model's own translation (beam search)")
+    attention.add_argument("--output", required=True, help="FILE.png (heatmaps) or FILE.html (interactive page)")
+    attention.add_argument("--kind", default="cross", help="encoder | decoder | cross (encoder-decoder; default)")
+    attention.add_argument("--layer", type=int, default=None, help="0-based; default: all layers (PNG)")
+    attention.add_argument("--head", type=int, default=None, help="0-based; default: all heads (PNG), mean (HTML)")
+    attention.add_argument("--merge_words", action="store_true", help="merge SentencePiece pieces into words")
     return parser
 
 
@@ -138,6 +161,40 @@ def run_average(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> N
     print(f"averaged checkpoints {steps} into {args.workdir}/averaged/{step}")
 
 
+@command
+def run_attention(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
+    from t2t_jax.visualize.export import output_format, write_attention
+    from t2t_jax.visualize.maps import check_kind
+
+    output_format(args.output)  # bad output path or kind: fail before loading the model
+    check_kind(args.kind)
+    if not args.source.strip():
+        raise UserError("--source is empty: give a sentence to look at")
+    maps = _translator(args).attention(args.source, args.target, merge_words=args.merge_words)
+    write_attention(maps, args.output, args.kind, args.layer, args.head)
+    print(f"wrote {args.kind} attention ({len(maps.source_tokens)} source, {len(maps.target_tokens)} target tokens) "
+          f"to {args.output}")
+
+
+@command
+def run_bench(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
+    import json
+
+    from t2t_jax.bench import print_report, run_bench
+    from t2t_jax.configuration import load_config
+
+    config = load_config(args.config, overrides)
+    result = run_bench(
+        config, vocab_size=args.vocab, batch=args.batch, length=args.length, steps=args.steps,
+        decode_batch=0 if args.skip_decode else args.decode_batch, decode_source_length=args.decode_source_length,
+        pipeline=args.pipeline, profile_dir=args.profile,
+    )
+    print_report(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
 def _split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """`--config.KEY=VALUE` (or `--config.KEY VALUE`) arguments, apart from the rest."""
     rest, overrides, index = [], [], 0
@@ -169,8 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rest, overrides = _split_overrides(argv)
         args = _parser().parse_args(rest)
-        if overrides and args.command != "train":
-            raise UserError("--config.KEY=VALUE overrides apply to train only; decode reads the workdir's config")
+        if overrides and args.command not in ("train", "bench"):
+            raise UserError("--config.KEY=VALUE overrides apply to train and bench; decoding uses the workdir's config")
         COMMANDS[args.command](args, overrides)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -102,7 +102,8 @@ class MultiHeadAttention(nn.Module):
         cfg = self.config
         query = query / jnp.sqrt(cfg.key_size).astype(query.dtype)
         pattern = "bhqd,bhdk->bhqk" if key_transposed else "bhqd,bhkd->bhqk"
-        logits = jnp.einsum(pattern, query, key, preferred_element_type=jnp.float32)
+        # the product in the compute dtype (so is its gradient), the softmax in float32
+        logits = jnp.einsum(pattern, query, key).astype(jnp.float32)
         if mask is not None:
             logits = jnp.where(mask, logits, NEG_INF)
         weights = jax.nn.softmax(logits, axis=-1)  # [batch, heads, q_length, kv_length] float32

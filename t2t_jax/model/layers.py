@@ -41,8 +41,30 @@ class Embedding(nn.Module):
         return embedded * jnp.sqrt(cfg.d_model).astype(cfg.dtype) if cfg.scale_embeddings else embedded
 
     def attend(self, hidden: Array) -> Array:  # [batch, length, d_model] -> float32 [batch, length, vocab]
-        table = self.embedding.astype(self.config.dtype)
-        return jnp.einsum("bld,vd->blv", hidden, table, preferred_element_type=jnp.float32)
+        return output_logits(hidden, self.embedding.astype(self.config.dtype))
+
+
+@jax.custom_vjp
+def output_logits(hidden: Array, table: Array) -> Array:
+    """hidden [batch, length, d] x table [vocab, d]^T with float32 accumulation and float32 logits; the backward
+    products run in the compute dtype (bfloat16 on accelerators) with float32 accumulation, instead of being
+    promoted to float32 by the float32 cotangent."""
+    return jnp.einsum("bld,vd->blv", hidden, table, preferred_element_type=jnp.float32)
+
+
+def _output_logits_forward(hidden: Array, table: Array) -> tuple[Array, tuple[Array, Array]]:
+    return output_logits(hidden, table), (hidden, table)
+
+
+def _output_logits_backward(saved: tuple[Array, Array], cotangent: Array) -> tuple[Array, Array]:
+    hidden, table = saved
+    cotangent = cotangent.astype(hidden.dtype)
+    d_hidden = jnp.einsum("blv,vd->bld", cotangent, table, preferred_element_type=jnp.float32)
+    d_table = jnp.einsum("blv,bld->vd", cotangent, hidden, preferred_element_type=jnp.float32)
+    return d_hidden.astype(hidden.dtype), d_table.astype(table.dtype)
+
+
+output_logits.defvjp(_output_logits_forward, _output_logits_backward)
 
 
 class PositionEncoding(nn.Module):
