@@ -24,8 +24,12 @@ import numpy as np
 from t2t_jax.configuration import load_workdir_config, model_config
 from t2t_jax.data.tokenizer import Tokenizer
 from t2t_jax.decoding import beam_search
+from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer, TransformerConfig
 from t2t_jax.model.inference import init_cache, reorder_cache, step_fn, unstack_layers
+from t2t_jax.visualize.capture import attention_weights
+from t2t_jax.visualize.maps import AttentionMaps
+from t2t_jax.visualize.words import merge_words as merge_pieces_into_words
 
 log = logging.getLogger(__name__)
 VOCAB_FILE = "vocab.model"
@@ -108,6 +112,41 @@ class Translator:
                     (self.tokenizer.decode(sequences[row, k].tolist()), float(scores[row, k])) for k in range(nbest)
                 ]
         return [best[0][0] for best in results] if nbest == 1 else results
+
+    def attention(self, source: str, target: str | None = None, merge_words: bool = False) -> AttentionMaps:
+        """Attention weights of every layer and head for `source` and `target` (default: this translator's own
+        beam-search translation of `source`), from one teacher-forced forward pass.
+
+        Both sides are SentencePiece pieces ending in EOS, shown as '</s>'. The model feeds the decoder the
+        target shifted right, so the decoder query at position t was given target token t-1 (the start symbol
+        at t = 0) and predicts target token t: decoder and cross rows, and decoder columns, are labelled by the
+        target token their position predicts. merge_words=True merges pieces into words: a word's row is the
+        mean of its pieces' rows, its column the sum of its pieces' columns, so rows still sum to 1.
+        Returns encoder [layers, heads, S, S], decoder [layers, heads, T, T], cross [layers, heads, T, S].
+        """
+        source_ids = self._encode([source])[0]
+        if not source_ids:
+            raise UserError("the source sentence is empty: give a sentence to look at")
+        if target is None:
+            target = self.translate([source])[0]
+        target_ids = self._encode_target(target)
+        weights = attention_weights(  # each [layers, 1, heads, queries, keys]
+            self.model_config.replace(scan_layers=False),  # self.params are per layer (unstacked)
+            self.params, np.asarray([source_ids], np.int32), np.asarray([target_ids], np.int32),
+        )
+        maps = AttentionMaps(
+            source_tokens=self.tokenizer.pieces(source_ids), target_tokens=self.tokenizer.pieces(target_ids),
+            encoder=weights["encoder"][:, 0], decoder=weights["decoder"][:, 0], cross=weights["cross"][:, 0],
+        )
+        return merge_pieces_into_words(maps) if merge_words else maps
+
+    def _encode_target(self, text: str) -> list[int]:
+        """Target ids ending in EOS (just EOS for an empty target), truncated to data.max_target_length."""
+        limit = self.config.data.max_target_length
+        ids = self.tokenizer.encode(text) if text.strip() else []
+        if len(ids) + 1 > limit:
+            log.warning("the target is longer than data.max_target_length=%d tokens and was truncated", limit)
+        return ids[: limit - 1] + [Tokenizer.EOS_ID]
 
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
         limit = self.config.data.max_source_length

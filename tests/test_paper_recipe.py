@@ -64,8 +64,9 @@ def test_the_wmt14_recipe_trains_on_mocked_tfds_data(tmp_path):
     """The real base model, optimizer, schedule and gradient accumulation for two updates on
     tfds.testing.mock_data (random text: a small vocabulary and batch, otherwise the config as shipped)."""
     tfds = pytest.importorskip("tensorflow_datasets")
-    from t2t_jax.train.loop import train_and_evaluate
     from train_helpers import train_losses
+
+    from t2t_jax.train.loop import train_and_evaluate
 
     name = "base"  # big differs only in sizes (test above); its 214M parameters take minutes on a CPU
     config = load_config(os.path.join(ROOT, "configs", f"{name}.py"))
