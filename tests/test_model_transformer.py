@@ -370,3 +370,16 @@ def test_transformer_lm_shape_and_causality(norm):
         np.testing.assert_array_equal(logits[:, : position + 1], reference[:, : position + 1])
         if position + 1 < targets.shape[1]:
             assert np.abs(logits[:, position + 1] - reference[:, position + 1]).max() > 1e-4
+
+
+def test_fast_dropout_drops_at_its_rounded_rate_and_keeps_the_expectation():
+    from t2t_jax.model.layers import Dropout
+
+    inputs = jnp.ones((64, 1000))
+    out = Dropout(0.1).apply({}, inputs, False, rngs={"dropout": jax.random.PRNGKey(3)})
+    dropped = float(jnp.mean(out == 0))
+    assert abs(dropped - 26 / 256) < 0.005, dropped  # 0.1 rounds to 26/256
+    assert abs(float(jnp.mean(out)) - 1.0) < 0.01  # inverted dropout keeps the mean
+    other = Dropout(0.1).apply({}, inputs, False, rngs={"dropout": jax.random.PRNGKey(4)})
+    assert not bool(jnp.all((out == 0) == (other == 0)))  # masks follow the key
+    assert bool(jnp.all(Dropout(0.1).apply({}, inputs, True) == inputs))

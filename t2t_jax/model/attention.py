@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from t2t_jax.model.config import TransformerConfig
+from t2t_jax.model.layers import Dropout
 
 Array = jax.Array
 NEG_INF = -1e10  # added to masked logits; large enough in float32 to give exactly zero weight
@@ -109,7 +110,7 @@ class MultiHeadAttention(nn.Module):
         weights = jax.nn.softmax(logits, axis=-1)  # [batch, heads, q_length, kv_length] float32
         self.sow("intermediates", "attention_weights", weights)
         if not deterministic and cfg.attention_dropout_rate > 0:
-            weights = nn.Dropout(cfg.attention_dropout_rate)(weights, deterministic=False)
+            weights = Dropout(cfg.attention_dropout_rate)(weights, deterministic=False)
         return jnp.einsum("bhqk,bhkd->bhqd", weights.astype(cfg.dtype), value)
 
     def _decode_step(

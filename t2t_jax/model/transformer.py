@@ -16,7 +16,7 @@ from flax import linen as nn
 
 from t2t_jax.model.attention import MultiHeadAttention, attention_mask
 from t2t_jax.model.config import TransformerConfig
-from t2t_jax.model.layers import Embedding, FeedForward, PositionEncoding, Residual, layer_norm
+from t2t_jax.model.layers import Dropout, Embedding, FeedForward, PositionEncoding, Residual, layer_norm
 
 Array = jax.Array
 
@@ -127,7 +127,7 @@ class Encoder(nn.Module):
         cfg = self.config
         positions = default_positions(inputs) if positions is None else positions
         hidden = self.embedding(inputs) + PositionEncoding(cfg, name="position_encoding")(positions)
-        hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
+        hidden = Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
         mask = attention_mask(inputs > 0, segmentation, segmentation)
         fields = {"deterministic": deterministic}
         hidden = _stack(EncoderLayer, fields, cfg, cfg.num_encoder_layers, hidden, mask)
@@ -173,7 +173,7 @@ class Decoder(nn.Module):
             )
             decode_index = None
         hidden = self.embedding(decoder_inputs) + PositionEncoding(cfg, name="position_encoding")(positions)
-        hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
+        hidden = Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
         fields = {"deterministic": deterministic, "cross_attention": self.cross_attention}
         step_args = (decode_index,) if cfg.decode else ()
         hidden = _stack(
