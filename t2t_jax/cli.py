@@ -1,4 +1,4 @@
-"""The `t2t-jax` command: train, decode, eval, average.
+"""The `t2t-jax` command: train, decode, eval, average, attention, bench.
 
 Mistakes a user can make end with one line on stderr ("error: ...") and exit status 2.
 """

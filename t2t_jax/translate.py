@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh
 
 from t2t_jax.configuration import load_workdir_config, model_config
 from t2t_jax.data.tokenizer import Tokenizer
@@ -27,6 +28,7 @@ from t2t_jax.decoding import beam_search
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer, TransformerConfig
 from t2t_jax.model.inference import init_cache, reorder_cache, step_fn, unstack_layers
+from t2t_jax.train import sharding
 from t2t_jax.visualize.capture import attention_weights
 from t2t_jax.visualize.maps import AttentionMaps
 from t2t_jax.visualize.words import merge_words as merge_pieces_into_words
@@ -47,9 +49,14 @@ def power_of_two_floor(value: int) -> int:
 class BeamDecoder:
     """Beam search over batches of token ids with two compiled programs per shape (encode + cache, search)."""
 
-    def __init__(self, config: TransformerConfig, beam_size: int, alpha: float, max_extra_length: int) -> None:
+    def __init__(
+        self, config: TransformerConfig, beam_size: int, alpha: float, max_extra_length: int, mesh: Mesh | None = None
+    ) -> None:
         self.config = config.replace(scan_layers=False, remat="none")
         self.beam_size, self.alpha, self.max_extra_length = beam_size, alpha, max_extra_length
+        # with a mesh, batches are split over its data axes; the parameters keep the shardings they come with
+        self.input_sharding = None if mesh is None else sharding.batch_sharding(mesh)
+        self.batch_multiple = 1 if mesh is None else sharding.batch_parallelism(mesh)
         self._prepare = jax.jit(self._prepare_fn)
         self._search = jax.jit(self._search_fn)
 
@@ -68,7 +75,7 @@ class BeamDecoder:
 
     def __call__(self, params: Any, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """inputs [batch, length] (EOS-terminated, 0-padded) -> sequences [batch, beam, max_length], scores."""
-        inputs = jnp.asarray(inputs)
+        inputs = jnp.asarray(inputs) if self.input_sharding is None else jax.device_put(inputs, self.input_sharding)
         sequences, scores = self._search(params, inputs, self._prepare(params, inputs))
         return np.asarray(sequences), np.asarray(scores)
 
@@ -78,14 +85,20 @@ class Translator:
 
     def __init__(
         self, config: ml_collections.ConfigDict, params: Any, tokenizer: Tokenizer,
-        beam_size: int | None = None, alpha: float | None = None,
+        beam_size: int | None = None, alpha: float | None = None, mesh: Mesh | None = None,
     ) -> None:
         self.model_config = model_config(config, tokenizer.vocab_size)
         self.config, self.tokenizer = config, tokenizer
-        self.params = unstack_layers(params) if self.model_config.scan_layers else params
+        self.set_params(params)
         self.beam_size = config.decode.beam_size if beam_size is None else beam_size
         self.alpha = config.decode.alpha if alpha is None else alpha
-        self.decoder = BeamDecoder(self.model_config, self.beam_size, self.alpha, config.decode.max_extra_length)
+        self.decoder = BeamDecoder(
+            self.model_config, self.beam_size, self.alpha, config.decode.max_extra_length, mesh
+        )
+
+    def set_params(self, params: Any) -> None:
+        """Decode with these parameters from now on (as trained: stacked layers are unstacked here)."""
+        self.params = unstack_layers(params) if self.model_config.scan_layers else params
 
     @classmethod
     def from_workdir(
@@ -96,8 +109,9 @@ class Translator:
 
         config = load_workdir_config(workdir)
         tokenizer = Tokenizer.load(os.path.join(workdir, VOCAB_FILE))
-        params = restore_params(workdir, config, tokenizer.vocab_size, checkpoint)
-        return cls(config, params, tokenizer, beam_size, alpha)
+        mesh = sharding.decoding_mesh(config.mesh)
+        params = restore_params(workdir, config, tokenizer.vocab_size, checkpoint, mesh)
+        return cls(config, params, tokenizer, beam_size, alpha, mesh)
 
     def translate(self, texts: Sequence[str], nbest: int = 1) -> list[str] | list[list[tuple[str, float]]]:
         """One translation per input (or, with nbest > 1, the n best with their scores), in input order."""
@@ -156,6 +170,10 @@ class Translator:
             log.warning("%d input line(s) longer than data.max_source_length=%d tokens were truncated", overlong, limit)
         return [tokens[: limit - 1] + [Tokenizer.EOS_ID] if tokens else [] for tokens in ids]
 
+    def _batch_size(self, length: int, budget: int) -> int:
+        """A power of two of sentences within the token budget, rounded up to split evenly over the mesh."""
+        return round_up(power_of_two_floor(max(budget // (length * self.beam_size), 1)), self.decoder.batch_multiple)
+
     def _batches(self, ids: list[list[int]]) -> list[tuple[list[int], np.ndarray]]:
         """(input indices, padded batch) groups of similar length within the token budget; empty lines skipped."""
         order = sorted((i for i in range(len(ids)) if ids[i]), key=lambda i: len(ids[i]))
@@ -163,12 +181,12 @@ class Translator:
         batches, start = [], 0
         while start < len(order):
             length = round_up(len(ids[order[start]]), LENGTH_MULTIPLE)
-            size = power_of_two_floor(max(budget // (length * self.beam_size), 1))
+            size = self._batch_size(length, budget)
             # the batch's longest line sets its length: grow the length, shrink the batch until both fit
             while True:
                 rows = order[start:start + size]
                 length = round_up(max(len(ids[i]) for i in rows), LENGTH_MULTIPLE)
-                new_size = power_of_two_floor(max(budget // (length * self.beam_size), 1))
+                new_size = self._batch_size(length, budget)
                 if new_size >= size:
                     break
                 size = new_size

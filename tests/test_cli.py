@@ -62,6 +62,16 @@ def test_eval_prints_sacrebleu_with_signature_and_chrf(trained, tmp_path):
     assert "sacreBLEU" in out and "nrefs:1|case:mixed" in out and "chrF2" in out and "tokenized BLEU" in out
 
 
+def test_a_relative_workdir_trains_checkpoints_and_decodes(tmp_path):
+    config = os.path.join(ROOT, "configs", "reverse.py")
+    result = run_cli("train", "--config", config, "--workdir", "runs/rel", *SMALL, "--config.train.steps=2",
+                     cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert os.listdir(tmp_path / "runs" / "rel" / "checkpoints") == ["2"]
+    decoded = run_cli("decode", "--workdir", "runs/rel", stdin=b"1 2 3\n", cwd=str(tmp_path))
+    assert decoded.returncode == 0 and len(decoded.stdout.decode().splitlines()) == 1
+
+
 def test_average_command(trained):
     result = run_cli("average", "--workdir", trained, "--last", "2")
     assert result.returncode == 0, result.stderr.decode()[-2000:]

@@ -26,6 +26,11 @@ RUN = textwrap.dedent("""
     config.mesh.update(data=int(data), fsdp=int(fsdp), tensor=int(tensor))
     train_and_evaluate(config, workdir)
     report = {"devices": jax.device_count(), "losses": train_losses(workdir) if jax.process_index() == 0 else {}}
+    if jax.process_count() == 1:  # beam search, batch split over the mesh's data axes, parameters as trained
+        from t2t_jax import Translator
+        translator = Translator.from_workdir(workdir)
+        report["decoded"] = translator.translate(["1 2 3", "4 5 6 7 8", "9", "2 2 4 4 6"], nbest=2)
+        report["decode_batch_multiple"] = translator.decoder.batch_multiple
     if len(sys.argv) > 6:  # also report how the restored parameters are laid out
         from t2t_jax.train import checkpoint, sharding
         from t2t_jax.train.state import train_setup
@@ -59,8 +64,13 @@ def report(process):
 
 
 @pytest.fixture(scope="module")
-def single_device_losses(tmp_path_factory):
-    return report(run(1, (1, 1, 1), 3, tmp_path_factory.mktemp("one") / "w"))["losses"]
+def single_device(tmp_path_factory):
+    return report(run(1, (1, 1, 1), 3, tmp_path_factory.mktemp("one") / "w"))
+
+
+@pytest.fixture(scope="module")
+def single_device_losses(single_device):
+    return single_device["losses"]
 
 
 MESHES = {  # (data, fsdp, tensor) -> how the FFN input kernel [embed 64, mlp 128] must be split
@@ -72,11 +82,17 @@ MESHES = {  # (data, fsdp, tensor) -> how the FFN input kernel [embed 64, mlp 12
 
 
 @pytest.mark.parametrize("mesh", list(MESHES))
-def test_a_mesh_gives_the_single_device_losses_and_shards_parameters_by_the_rules(mesh, single_device_losses, tmp_path):
+def test_a_mesh_gives_the_single_device_losses_and_decodes_and_shards_by_the_rules(
+    mesh, single_device, single_device_losses, tmp_path
+):
     result = report(run(8, mesh, 3, tmp_path / "w", "specs"))
     assert result["devices"] == 8
     for step in ("1", "2", "3"):  # float32, different reduction orders: agree to 1e-5 relative
         assert result["losses"][step] == pytest.approx(single_device_losses[step], rel=1e-5), (mesh, result["losses"])
+    assert result["decode_batch_multiple"] == mesh[0] * mesh[1]
+    for got, want in zip(result["decoded"], single_device["decoded"]):  # same n-best, scores to 1e-4
+        assert [text for text, _ in got] == [text for text, _ in want], (mesh, got, want)
+        assert [score for _, score in got] == pytest.approx([score for _, score in want], abs=1e-4)
     spec, shard_shape = MESHES[mesh]
     assert result["specs"]["ffn_in"] == spec and result["specs"]["shard_shape"] == shard_shape, result["specs"]
     assert result["specs"]["query"] == "P('fsdp', 'tensor', None)"

@@ -30,7 +30,7 @@ def train_losses(workdir: str) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in rows if row["kind"] == "train"}
 
 
-def run_cli(*args: str, timeout: int = 300, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: int = 300, stdin: bytes | None = None, cwd: str = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "t2t_jax", *args], cwd=ROOT, capture_output=True, timeout=timeout, input=stdin,
+        [sys.executable, "-m", "t2t_jax", *args], cwd=cwd, capture_output=True, timeout=timeout, input=stdin,
     )

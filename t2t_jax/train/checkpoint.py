@@ -55,6 +55,11 @@ class DataIteratorRestore(ocp.args.CheckpointArgs):
     iterator: Any
 
 
+def _root(workdir: str) -> epath.Path:
+    """The workdir as orbax needs it: absolute (a relative local path is resolved; gs:// paths stay)."""
+    return epath.Path(workdir if "://" in workdir else os.path.abspath(workdir))
+
+
 def _manager(directory: epath.Path, keep: int, async_save: bool = False) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True
@@ -66,7 +71,7 @@ class Checkpoints:
     """The checkpoint folders of one workdir."""
 
     def __init__(self, workdir: str, keep: int = 5, async_save: bool = True) -> None:
-        self.root = epath.Path(workdir)
+        self.root = _root(workdir)
         self.latest = _manager(self.root / "checkpoints", keep, async_save)
         self.best = _manager(self.root / "best", 1)
 
@@ -118,14 +123,14 @@ class Checkpoints:
 def restore_state(workdir: str, which: str, target: Any) -> tuple[Any, int]:
     """The state saved under `which` = latest | best | averaged | a step number, onto `target`."""
     kind, step = _resolve(workdir, which)
-    manager = _manager(epath.Path(workdir) / kind, keep=1_000_000)
+    manager = _manager(_root(workdir) / kind, keep=1_000_000)
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     manager.close()
     return restored.state, step
 
 
 def _resolve(workdir: str, which: str) -> tuple[str, int]:
-    root = epath.Path(workdir)
+    root = _root(workdir)
     if not root.exists():
         raise UserError(f"workdir {workdir} does not exist")
     kind = {"latest": "checkpoints", "best": "best", "averaged": "averaged"}.get(which, "checkpoints")
@@ -149,7 +154,7 @@ def _steps(directory: epath.Path) -> list[int]:
 def average_checkpoints(workdir: str, last: int, target: Any) -> tuple[int, list[int]]:
     """Averages the parameters of the last `last` checkpoints (the paper's checkpoint averaging) and saves
     the result, with the newest one's optimizer state, as workdir/averaged/STEP. Returns (step, averaged)."""
-    steps = _steps(epath.Path(workdir) / "checkpoints")
+    steps = _steps(_root(workdir) / "checkpoints")
     if not steps:
         raise UserError(f"no checkpoints to average in {workdir}/checkpoints")
     chosen = steps[-last:]
@@ -161,7 +166,7 @@ def average_checkpoints(workdir: str, last: int, target: Any) -> tuple[int, list
         total = state.params if total is None else jax.tree_util.tree_map(jnp.add, total, state.params)
         newest = state
     params = jax.tree_util.tree_map(lambda x: x / len(chosen), total)
-    manager = _manager(epath.Path(workdir) / "averaged", keep=1)
+    manager = _manager(_root(workdir) / "averaged", keep=1)
     manager.save(chosen[-1], args=ocp.args.Composite(
         state=ocp.args.StandardSave(newest.replace(params=params)),
         meta=ocp.args.JsonSave({"averaged_steps": chosen}),

@@ -152,10 +152,12 @@ class Trainer:
 
         pairs = data.eval_pairs(self.config.data, max_examples=self.config.train.bleu_examples or None)
         # every host decodes the whole set with its own devices, from a full copy of the parameters
-        params = self.state.params if jax.process_count() == 1 else multihost_utils.process_allgather(self.state.params)
+        single = jax.process_count() == 1
+        params = self.state.params if single else multihost_utils.process_allgather(self.state.params)
         if self._translator is None:
-            self._translator = Translator(self.config, params, self.tokenizer)
-        self._translator.params = params
+            mesh = self.mesh if single else sharding.decoding_mesh(self.config.mesh)
+            self._translator = Translator(self.config, params, self.tokenizer, mesh=mesh)
+        self._translator.set_params(params)
         hypotheses = self._translator.translate([source for source, _ in pairs])
         return score(hypotheses, [target for _, target in pairs], self.config.data.target_lang).bleu
 

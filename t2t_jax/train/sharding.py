@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 from flax import linen as nn
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
@@ -57,6 +58,16 @@ def make_mesh(mesh_config: Any, devices: list[jax.Device] | None = None) -> Mesh
     if devices == jax.devices():
         return jax.make_mesh(shape, MESH_AXES, axis_types=auto)
     return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=auto)
+
+
+def decoding_mesh(mesh_config: Any) -> Mesh:
+    """This host's devices as the config's mesh, or, where that does not fit them, all on the data axis:
+    decoding (t2t-jax decode, eval, Translator) runs on one host."""
+    devices = jax.local_devices()
+    try:
+        return make_mesh(mesh_config, devices)
+    except UserError:
+        return make_mesh(ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1)), devices)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Multi30k English->German on this machine's CPU: train configs/multi30k.py (<= 30 min with the vocabulary),
+# average the last checkpoints, beam-4 decode test_2016_flickr, score with sacreBLEU 13a (+ signature) and chrF.
+# Writes benchmarks/multi30k.json (scores, timings, learning curve: BLEU on 300 valid sentences vs wall clock).
+#   benchmarks/multi30k.sh [WORKDIR] [-- --config.KEY=VALUE ...]   (data: ../shared/data/multi30k or data/multi30k)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+workdir=${1:-runs/multi30k}; shift || true
+[ "${1:-}" = "--" ] && shift
+data=$(python -c "import sys; sys.path.insert(0, 'configs'); import multi30k; print(multi30k.DATA_DIR)")
+start=$(date +%s)
+t2t-jax train --config configs/multi30k.py --workdir "$workdir" "$@"
+trained=$(date +%s)
+t2t-jax eval --workdir "$workdir" --checkpoint averaged --source "$data/test.en" --reference "$data/test.de" \
+  --output "$workdir/test.hyp.de" | tee "$workdir/test.scores"
+done_at=$(date +%s)
+python - "$workdir" "$((trained - start))" "$((done_at - trained))" <<'PY'
+import json, re, sys
+workdir, train_s, eval_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rows = [json.loads(line) for line in open(f"{workdir}/metrics.jsonl")]
+start = min(row["time"] for row in rows) - 0.0
+curve = [{"step": r["step"], "seconds": round(r["time"] - rows[0]["time"], 1), "valid_bleu_300": round(r["bleu"], 2),
+          "valid_loss": round(r["loss"], 4)} for r in rows if r["kind"] == "eval"]
+scores = open(f"{workdir}/test.scores").read()
+bleu = float(re.search(r"sacreBLEU ([\d.]+)", scores).group(1))
+result = {
+    "task": "Multi30k en->de, test_2016_flickr (1000 sentences), beam 4, alpha 0.6, averaged checkpoint",
+    "sacrebleu": bleu, "sacrebleu_signature": re.search(r"sacreBLEU [\d.]+  \((.*)\)", scores).group(1),
+    "chrf": float(re.search(r"chrF2 ([\d.]+)", scores).group(1)),
+    "tokenized_bleu_paper_style": float(re.search(r"tokenized BLEU ([\d.]+)", scores).group(1)),
+    "train_wall_seconds_including_vocabulary_and_startup": train_s, "test_decode_and_score_seconds": eval_s,
+    "learning_curve": curve,
+}
+json.dump(result, open("benchmarks/multi30k.json", "w"), indent=1)
+print(json.dumps({k: v for k, v in result.items() if k != "learning_curve"}, indent=1))
+PY
