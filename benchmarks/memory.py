@@ -50,9 +50,9 @@ def main():
             per_sentence = (m2 - m1) / (b2 - b1)
             fixed = m1 - per_sentence * b1
             fits = {f"{budget}GiB": int((budget * 0.95 - fixed) / per_sentence) for budget in BUDGETS_GIB}
-            rows.append({"model": size, "remat": remat, **{f"batch{b}_gib": round(m, 2) for b, m in ((b1, m1), (b2, m2))},
-                         "fixed_gib": round(fixed, 2), "gib_per_sentence": round(per_sentence, 4),
-                         "max_batch_x128": fits})
+            estimates = {f"batch{b}_gib": round(m, 2) for b, m in ((b1, m1), (b2, m2))}
+            rows.append({"model": size, "remat": remat, **estimates, "fixed_gib": round(fixed, 2),
+                         "gib_per_sentence": round(per_sentence, 4), "max_batch_x128": fits})
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
         with open(args.json, "w") as f:

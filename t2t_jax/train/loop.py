@@ -218,7 +218,8 @@ def _run(trainer: Trainer, stop: _Stop) -> dict[str, Any]:
         current += 1
         trainer.meta["train_seconds"] = previous_seconds + time.time() - started
         out_of_time = 0 < cfg.max_seconds <= trainer.meta["train_seconds"]
-        ending = current >= cfg.steps or stop.requested or out_of_time
+        stopping = stop.requested or out_of_time  # read once: SIGTERM may arrive while this step is logged
+        ending = current >= cfg.steps or stopping
         if current % cfg.log_every == 0 or ending:
             train_metrics = host_metrics(interval_sums)
             train_metrics.update(
@@ -240,8 +241,8 @@ def _run(trainer: Trainer, stop: _Stop) -> dict[str, Any]:
             # never checkpoint a diverged state
             _require_finite(float(metrics["loss"]) + float(metrics["update_norm"]), current, trainer.workdir)
             trainer.save()
-        if stop.requested or out_of_time:
-            why = "SIGTERM" if stop.requested else f"the time budget of train.max_seconds={cfg.max_seconds:g}"
+        if stopping:
+            why = "SIGTERM" if not out_of_time else f"the time budget of train.max_seconds={cfg.max_seconds:g}"
             reporter.say(f"stopped at step {current} by {why}; checkpoint saved, run again to resume")
             break
     trainer.checkpoints.wait()
