@@ -113,9 +113,13 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> Transfor
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes workdir/config.json atomically: the other hosts of a multi-host run read it as it is written."""
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+    path = os.path.join(workdir, CONFIG_FILE)
+    partial = f"{path}.partial-{os.getpid()}"
+    with open(partial, "w") as f:
         f.write(config.to_json(indent=1))
+    os.replace(partial, path)
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:

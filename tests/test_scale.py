@@ -57,8 +57,20 @@ def run(devices, mesh, steps, workdir, *extra, env=None):
 
 
 def report(process):
-    out, err = process.communicate(timeout=600)
-    assert process.returncode == 0, err.decode()[-4000:]
+    return reports([process])[0]
+
+
+def reports(processes):
+    """Each process's REPORT line, once all have exited (a failure shows every process's stderr: when one
+    process of a jax.distributed run fails, the other only times out in a collective)."""
+    outputs = [process.communicate(timeout=600) for process in processes]
+    failed = "\n".join(f"--- process {rank} exited {process.returncode}:\n{err.decode()[-3000:]}"
+                       for rank, (process, (_, err)) in enumerate(zip(processes, outputs)) if process.returncode)
+    assert not failed, failed
+    return [_parse(out) for out, _ in outputs]
+
+
+def _parse(out):
     line = [line for line in out.decode().splitlines() if line.startswith("REPORT ")][-1]
     return json.loads(line[len("REPORT "):])
 
@@ -129,7 +141,7 @@ def test_two_processes_train_checkpoint_and_restore_through_jax_distributed(sing
             })
             for rank in range(2)
         ]
-        return [report(process) for process in processes]
+        return reports(processes)
 
     first = launch(2)
     assert [r["devices"] for r in first] == [4, 4] and first[1]["losses"] == {}  # only process 0 writes logs
