@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from train_helpers import reverse_config, run_cli
+from train_helpers import assert_clear_error, reverse_config, run_cli
 
 from t2t_jax.translate import Translator
 
@@ -111,16 +111,6 @@ def test_translator_attention_defaults_to_the_models_own_translation(translator)
     merged = translator.attention(source, merge_words=True)  # one piece per word here: the same weights
     assert merged.source_tokens[:3] == ["3", "1", "4"] and merged.source_tokens[-1] == "</s>"
     np.testing.assert_allclose(merged.cross, maps.cross, atol=1e-6)
-
-
-def assert_clear_error(result, *words):
-    err = result.stderr.decode()
-    assert result.returncode == 2, (result.returncode, err[-2000:])
-    assert "Traceback" not in err, err[-3000:]
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("error: "), last
-    for word in words:
-        assert word in last, (word, last)
 
 
 def test_cli_writes_a_png_and_an_html_page(workdir, tmp_path):

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from train_helpers import ROOT, run_cli, train_losses
+from train_helpers import ROOT, assert_clear_error, run_cli, train_losses
 
 SMALL = [
     "--config.model.d_model=32", "--config.model.d_ff=64", "--config.model.num_heads=2",
@@ -16,16 +16,6 @@ SMALL = [
     "--config.data.algorithmic_max_length=8", "--config.data.algorithmic_eval_examples=16",
     "--config.data.pack_length=32", "--config.train.log_every=1",
 ]
-
-
-def assert_clear_error(result, *words):
-    err = result.stderr.decode()
-    assert result.returncode == 2, (result.returncode, err[-2000:])
-    assert "Traceback" not in err, err[-3000:]
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("error: "), last
-    for word in words:
-        assert word in last, (word, last)
 
 
 @pytest.fixture(scope="module")

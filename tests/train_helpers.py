@@ -34,3 +34,14 @@ def run_cli(*args: str, timeout: int = 300, stdin: bytes | None = None, cwd: str
     return subprocess.run(
         [sys.executable, "-m", "t2t_jax", *args], cwd=cwd, capture_output=True, timeout=timeout, input=stdin,
     )
+
+
+def assert_clear_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    """The CLI failed the way a user's mistake should: exit 2, one 'error: ...' line naming `words`, no traceback."""
+    err = result.stderr.decode()
+    assert result.returncode == 2, (result.returncode, err[-2000:])
+    assert "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: "), last
+    for word in words:
+        assert word in last, (word, last)
