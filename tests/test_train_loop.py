@@ -39,6 +39,10 @@ def test_checkpoint_averaging_is_the_mean_of_the_last_checkpoints(tmp_path):
     mean = jax.tree_util.tree_map(lambda a, b: (a + b) / 2, third.params, fourth.params)
     for got, want in zip(jax.tree_util.tree_leaves(averaged.params), jax.tree_util.tree_leaves(mean)):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert checkpoint.average_checkpoints(workdir, 1, target) == (4, [4])  # again, over another N: replaced
+    averaged, _ = checkpoint.restore_state(workdir, "averaged", target)
+    for got, want in zip(jax.tree_util.tree_leaves(averaged.params), jax.tree_util.tree_leaves(fourth.params)):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):

@@ -167,6 +167,8 @@ def average_checkpoints(workdir: str, last: int, target: Any) -> tuple[int, list
         newest = state
     params = jax.tree_util.tree_map(lambda x: x / len(chosen), total)
     manager = _manager(_root(workdir) / "averaged", keep=1)
+    if chosen[-1] in manager.all_steps():  # averaged again (e.g. over another N): the new average replaces it
+        manager.delete(chosen[-1])
     manager.save(chosen[-1], args=ocp.args.Composite(
         state=ocp.args.StandardSave(newest.replace(params=params)),
         meta=ocp.args.JsonSave({"averaged_steps": chosen}),
