@@ -10,6 +10,10 @@ The cache (a Flax 'cache' collection) holds, per decoder layer, self-attention k
 encoder-decoder keys/values [items, heads, source_length, size] projected once per source; at the decoder
 level, the step index, the source padding mask and `slot_beams` [items * beams, max_length], which names
 the slot holding each position of each live hypothesis. Reordering beams touches only `slot_beams`.
+
+A decoder-only TransformerLM decodes the same way without the encoder (greedy or sampling, from token 0):
+    result = sample(lm_step_fn(config, params), init_lm_cache(config, params, batch, max_length),
+                    max_lengths, rng, max_length=max_length, temperature=0.8, top_p=0.9)
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from flax import traverse_util
 
 from t2t_jax.decoding.beam_search import gather_beams
 from t2t_jax.model.config import TransformerConfig
-from t2t_jax.model.transformer import Transformer
+from t2t_jax.model.transformer import Transformer, TransformerLM
 
 Array = jax.Array
 Cache = Any
@@ -53,6 +57,28 @@ def step_fn(config: TransformerConfig, params: Any) -> StepFn:
         logits, variables = model.apply(
             {"params": params, "cache": cache}, None, None, previous_tokens, deterministic=True,
             method=Transformer.decode, mutable=["cache"],
+        )
+        return logits[:, 0], variables["cache"]
+
+    return tokens_to_logits
+
+
+def init_lm_cache(config: TransformerConfig, params: Any, batch_size: int, max_length: int) -> Cache:
+    """A decoder-only TransformerLM's cache: empty self-attention slots for `batch_size` sequences of up to
+    `max_length` tokens, for greedy decoding and sampling (one hypothesis per sequence)."""
+    model = TransformerLM(config.replace(decode=True, scan_layers=False, remat="none"))
+    placeholder = jnp.zeros((batch_size, max_length), jnp.int32)
+    _, variables = model.apply({"params": params}, placeholder, deterministic=True, mutable=["cache"])
+    return variables["cache"]
+
+
+def lm_step_fn(config: TransformerConfig, params: Any) -> StepFn:
+    """A TransformerLM's tokens_to_logits(previous_tokens [batch, 1], cache) -> (float32 logits [batch, V], cache)."""
+    model = TransformerLM(config.replace(decode=True, scan_layers=False, remat="none"))
+
+    def tokens_to_logits(previous_tokens: Array, cache: Cache) -> tuple[Array, Cache]:
+        logits, variables = model.apply(
+            {"params": params, "cache": cache}, previous_tokens, deterministic=True, mutable=["cache"]
         )
         return logits[:, 0], variables["cache"]
 
