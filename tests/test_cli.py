@@ -62,9 +62,18 @@ def test_a_relative_workdir_trains_checkpoints_and_decodes(tmp_path):
     assert decoded.returncode == 0 and len(decoded.stdout.decode().splitlines()) == 1
 
 
+@pytest.mark.parametrize("options,words", [
+    (["--beam_size", "0"], ["--beam_size", "at least 1", "0"]),
+    (["--nbest", "3", "--beam_size", "2"], ["--nbest", "beam size 2", "3"]),
+])
+def test_bad_decode_options(trained, options, words):
+    assert_clear_error(run_cli("decode", "--workdir", trained, *options, stdin=b"1 2\n"), *words)
+
+
 def test_average_command(trained):
-    result = run_cli("average", "--workdir", trained, "--last", "2")
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    for last in ("2", "1"):  # averaging again replaces the average
+        result = run_cli("average", "--workdir", trained, "--last", last)
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert os.path.isdir(os.path.join(trained, "averaged"))
     decoded = run_cli("decode", "--workdir", trained, "--checkpoint", "averaged", stdin=b"1 2\n")
     assert decoded.returncode == 0 and len(decoded.stdout.decode().splitlines()) == 1
