@@ -188,6 +188,9 @@ def run_bench(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> Non
     from t2t_jax.bench import print_report, run_bench
     from t2t_jax.configuration import load_config
 
+    for name in ("steps", "batch", "length", "vocab", "decode_batch", "decode_source_length"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
     config = load_config(args.config, overrides)
     result = run_bench(
         config, vocab_size=args.vocab, batch=args.batch, length=args.length, steps=args.steps,
