@@ -119,12 +119,14 @@ def main():
 
 
 def table(results):
-    lines = ["| vocab | mode | positions/s | real tokens/s | x floor | target padding | source padding | shapes | "
-             "first batch | CPU cores busy | iterator state: save / restore / size |", "|" + "---|" * 11]
+    lines = ["| vocab | mode | positions/s | real tokens/s | x floor | padding (both sides) | target padding | "
+             "source padding | shapes | "
+             "first batch | CPU cores busy | iterator state: save / restore / size |", "|" + "---|" * 12]
     for run in results["runs"]:
         lines.append(f"| {run['vocab_size']} | {run['mode']} | {run['positions_per_s']:,.0f} | "
                      f"{run['tokens_per_s']:,.0f} | "
-                     f"{run['x_floor']:.0f}x | {run['target_padding']:.1%} | {run['source_padding']:.1%} | "
+                     f"{run['x_floor']:.0f}x | {1 - run['tokens_per_s'] / run['positions_per_s']:.1%} | "
+                     f"{run['target_padding']:.1%} | {run['source_padding']:.1%} | "
                      f"{run['distinct_shapes']} | {run['first_batch_s']:.1f} s | {run['cpu_cores_busy']:.2f} | "
                      f"{run['iterator_save_s']:.1f} s / {run['iterator_restore_s']:.1f} s / "
                      f"{run['iterator_state_mb']:.0f} MB |")

@@ -18,13 +18,15 @@ python - "$workdir" "$((trained - start))" "$((done_at - trained))" <<'PY'
 import json, re, sys
 workdir, train_s, eval_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rows = [json.loads(line) for line in open(f"{workdir}/metrics.jsonl")]
-start = min(row["time"] for row in rows) - 0.0
+config = json.load(open(f"{workdir}/config.json"))
+decode, train = config["decode"], config["train"]
 curve = [{"step": r["step"], "seconds": round(r["time"] - rows[0]["time"], 1), "valid_bleu_300": round(r["bleu"], 2),
           "valid_loss": round(r["loss"], 4)} for r in rows if r["kind"] == "eval"]
 scores = open(f"{workdir}/test.scores").read()
 bleu = float(re.search(r"sacreBLEU ([\d.]+)", scores).group(1))
 result = {
-    "task": "Multi30k en->de, test_2016_flickr (1000 sentences), beam 4, alpha 0.6, averaged checkpoint",
+    "task": f"Multi30k en->de, test_2016_flickr (1000 sentences), beam {decode['beam_size']}, "
+            f"alpha {decode['alpha']}, average of the last {train['average_last']} checkpoints",
     "sacrebleu": bleu, "sacrebleu_signature": re.search(r"sacreBLEU [\d.]+  \((.*)\)", scores).group(1),
     "chrf": float(re.search(r"chrF2 ([\d.]+)", scores).group(1)),
     "tokenized_bleu_paper_style": float(re.search(r"tokenized BLEU ([\d.]+)", scores).group(1)),
