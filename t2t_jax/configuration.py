@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from t2t_jax.errors import UserError
+from t2t_jax.files import write_atomically
 from t2t_jax.model import TransformerConfig
 
 CONFIG_FILE = "config.json"
@@ -113,13 +114,8 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> Transfor
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Writes workdir/config.json atomically: the other hosts of a multi-host run read it as it is written."""
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, CONFIG_FILE)
-    partial = f"{path}.partial-{os.getpid()}"
-    with open(partial, "w") as f:
-        f.write(config.to_json(indent=1))
-    os.replace(partial, path)
+    """Writes workdir/config.json (atomically: the other hosts of a multi-host run read it)."""
+    write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=1).encode())
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:

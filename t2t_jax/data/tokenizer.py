@@ -15,6 +15,7 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
 from t2t_jax.errors import UserError
+from t2t_jax.files import write_atomically
 
 MODEL_TYPES = ("bpe", "unigram")
 ALGORITHMIC_SYMBOLS = tuple("0123456789+")  # one piece per symbol, ids 3.. in this order
@@ -135,13 +136,7 @@ def write_algorithmic_vocabulary(model_path: str) -> Tokenizer:
 
 def _write_model(proto: bytes, model_path: str) -> Tokenizer:
     """Writes atomically (other processes poll for the file), then loads it back."""
-    directory = os.path.dirname(model_path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    partial = f"{model_path}.partial-{os.getpid()}"
-    with open(partial, "wb") as f:
-        f.write(proto)
-    os.replace(partial, model_path)
+    write_atomically(model_path, proto)
     return Tokenizer.load(model_path)
 
 

@@ -21,6 +21,7 @@ from t2t_jax.data.settings import DataSettings
 from t2t_jax.data.tokenizer import ALGORITHMIC_SYMBOLS, Tokenizer, train_tokenizer, write_algorithmic_vocabulary
 from t2t_jax.data.uris import AlgorithmicUri, SourceUri, parse_mixture
 from t2t_jax.errors import UserError
+from t2t_jax.files import write_atomically
 
 _log = logging.getLogger(__name__)
 
@@ -83,11 +84,7 @@ def _create(settings: DataSettings, uris: list[SourceUri], algorithmic: bool, pa
 def _copy_model(settings: DataSettings, path: str) -> None:
     supplied = Tokenizer.load(settings.vocab_path)  # checks it exists and uses the T2T ids
     _check_size(supplied, settings)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    partial = f"{path}.partial-{os.getpid()}"
-    with open(supplied.path, "rb") as source, open(partial, "wb") as target:
-        target.write(source.read())
-    os.replace(partial, path)
+    write_atomically(path, _read(supplied.path))
 
 
 def _check_matches(tokenizer: Tokenizer, settings: DataSettings, algorithmic: bool) -> None:

@@ -35,12 +35,17 @@ Cache = Any
 StepFn = Callable[[Array, Cache], tuple[Array, Cache]]
 
 
+def _stepwise(config: TransformerConfig) -> TransformerConfig:
+    """The same model run one token at a time: cached decoding, per-layer parameters, no remat."""
+    return config.replace(decode=True, scan_layers=False, remat="none")
+
+
 def init_cache(
     config: TransformerConfig, params: Any, encoded: Array, inputs: Array, max_length: int, beam_size: int = 1
 ) -> Cache:
     """The decoder's cache for `max_length` steps of `beam_size` hypotheses per source: empty self-attention
     slots, and the encoder-decoder keys/values projected once from `encoded` [items, S, D]."""
-    model = Transformer(config.replace(decode=True, scan_layers=False, remat="none"))
+    model = Transformer(_stepwise(config))
     placeholder = jnp.zeros((inputs.shape[0] * beam_size, max_length), jnp.int32)
     _, variables = model.apply(
         {"params": params}, encoded, inputs, placeholder, deterministic=True,
@@ -51,7 +56,7 @@ def init_cache(
 
 def step_fn(config: TransformerConfig, params: Any) -> StepFn:
     """tokens_to_logits(previous_tokens [items * beams, 1], cache) -> (float32 logits [items * beams, V], cache)."""
-    model = Transformer(config.replace(decode=True, scan_layers=False, remat="none"))
+    model = Transformer(_stepwise(config))
 
     def tokens_to_logits(previous_tokens: Array, cache: Cache) -> tuple[Array, Cache]:
         logits, variables = model.apply(
@@ -66,7 +71,7 @@ def step_fn(config: TransformerConfig, params: Any) -> StepFn:
 def init_lm_cache(config: TransformerConfig, params: Any, batch_size: int, max_length: int) -> Cache:
     """A decoder-only TransformerLM's cache: empty self-attention slots for `batch_size` sequences of up to
     `max_length` tokens, for greedy decoding and sampling (one hypothesis per sequence)."""
-    model = TransformerLM(config.replace(decode=True, scan_layers=False, remat="none"))
+    model = TransformerLM(_stepwise(config))
     placeholder = jnp.zeros((batch_size, max_length), jnp.int32)
     _, variables = model.apply({"params": params}, placeholder, deterministic=True, mutable=["cache"])
     return variables["cache"]
@@ -74,7 +79,7 @@ def init_lm_cache(config: TransformerConfig, params: Any, batch_size: int, max_l
 
 def lm_step_fn(config: TransformerConfig, params: Any) -> StepFn:
     """A TransformerLM's tokens_to_logits(previous_tokens [batch, 1], cache) -> (float32 logits [batch, V], cache)."""
-    model = TransformerLM(config.replace(decode=True, scan_layers=False, remat="none"))
+    model = TransformerLM(_stepwise(config))
 
     def tokens_to_logits(previous_tokens: Array, cache: Cache) -> tuple[Array, Cache]:
         logits, variables = model.apply(
