@@ -10,7 +10,8 @@ from train_helpers import ROOT, assert_clear_error, run_cli
 from t2t_jax.bench import analytic_train_flops
 from t2t_jax.configuration import load_config, model_config
 
-TINY = ["--config.model.d_model=32", "--config.model.d_ff=64", "--config.model.num_heads=2"]
+MODEL = {"d_model": 32, "d_ff": 64, "num_heads": 2}
+TINY = [f"--config.model.{key}={value}" for key, value in MODEL.items()]
 ARGS = ["bench", "--config", "configs/tiny.py", "--steps", "2", "--batch", "4", "--length", "16", "--vocab", "64",
         "--decode_batch", "2", "--decode_source_length", "6", *TINY]
 
@@ -34,8 +35,7 @@ def test_bench_runs_without_tensorflow_and_its_figures_agree(tmp_path):
     assert process.returncode == 0, process.stderr.decode()[-3000:]
     result = json.loads(out.read_text())
     train, decode = result["train"], result["decode"]
-    config = load_config(f"{ROOT}/configs/tiny.py", [(key[len("--config."):].split("=")[0], key.split("=")[1])
-                                                     for key in TINY])
+    config = load_config(f"{ROOT}/configs/tiny.py", [(f"model.{key}", str(value)) for key, value in MODEL.items()])
     assert train["model_flops_per_step"] == int(analytic_train_flops(model_config(config, 64), 4, 16, 16))
     assert 0.8 <= train["xla_flops_per_step"] / train["model_flops_per_step"] <= 1.5  # XLA also counts softmax etc.
     assert abs(train["tokens_per_s"] * train["step_s"] - 4 * 16 * 2) <= 2  # source + target tokens of one step
