@@ -115,17 +115,12 @@ def run_train(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> Non
 def _translator(args: argparse.Namespace):  # noqa: ANN202 (lazy import of the type)
     from t2t_jax.translate import Translator
 
-    if args.beam_size is not None and args.beam_size < 1:
-        raise UserError(f"--beam_size must be at least 1, got {args.beam_size}")
     return Translator.from_workdir(args.workdir, args.checkpoint, args.beam_size, args.alpha)
 
 
 @command
 def run_decode(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
     translator = _translator(args)
-    if not 1 <= args.nbest <= translator.beam_size:
-        raise UserError(f"--nbest must be between 1 and the beam size {translator.beam_size}, got {args.nbest}"
-                        + (" (raise --beam_size)" if args.nbest > translator.beam_size else ""))
     sources = read_lines(args.input)
     if args.nbest == 1:
         write_lines(args.output, translator.translate(sources))

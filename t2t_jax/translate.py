@@ -91,6 +91,8 @@ class Translator:
         self.config, self.tokenizer = config, tokenizer
         self.set_params(params)
         self.beam_size = config.decode.beam_size if beam_size is None else beam_size
+        if self.beam_size < 1:
+            raise UserError(f"the beam size (--beam_size, decode.beam_size) must be at least 1, got {self.beam_size}")
         self.alpha = config.decode.alpha if alpha is None else alpha
         self.decoder = BeamDecoder(
             self.model_config, self.beam_size, self.alpha, config.decode.max_extra_length, mesh
@@ -116,7 +118,8 @@ class Translator:
     def translate(self, texts: Sequence[str], nbest: int = 1) -> list[str] | list[list[tuple[str, float]]]:
         """One translation per input (or, with nbest > 1, the n best with their scores), in input order."""
         if not 1 <= nbest <= self.beam_size:
-            raise ValueError(f"nbest must be between 1 and the beam size {self.beam_size}, got {nbest}")
+            raise UserError(f"nbest (--nbest) must be between 1 and the beam size {self.beam_size}, got {nbest}"
+                            + (" (raise --beam_size)" if nbest > self.beam_size else ""))
         ids = self._encode(texts)
         results: list[list[tuple[str, float]]] = [[("", 0.0)] * nbest for _ in texts]
         for rows, batch in self._batches(ids):
