@@ -17,9 +17,10 @@ def get_config():
         algorithmic_max_length=20, algorithmic_eval_examples=500, packing=True, pack_length=64,
         batch_tokens=4096, max_source_length=64, max_target_length=64,
     )
-    # a cosine decay to zero polishes the last errors: 700 steps give 100% exact match on unseen sequences
+    # a cosine decay to zero polishes the last errors: 600 steps reverse 99.7-99.9% of 1000 unseen sequences
+    # exactly, also when trained on one core (other float rounding), in ~2.5 min on 2 cores (benchmarks/README.md)
     config.train.update(
-        steps=700, schedule="cosine", learning_rate=3e-3, warmup_steps=100, label_smoothing=0.0,
-        log_every=50, eval_every=700, checkpoint_every=350, keep_checkpoints=2,
+        steps=600, schedule="cosine", learning_rate=3e-3, warmup_steps=80, label_smoothing=0.0,
+        log_every=50, eval_every=600, checkpoint_every=300, keep_checkpoints=2,
     )
     return config

@@ -1,8 +1,11 @@
 """Attention of a trained reverse-task model: encoder-decoder attention learns the anti-diagonal, and the
 `t2t-jax attention` command writes pictures and turns bad input into one error line.
 
-The model (configs/reverse.py shrunk: 2+2 layers, 2 heads, d_model 64, sequences of 1-10 digits, 400 steps)
-is trained once per test session, also under pytest-xdist, where workers share it through a lock file.
+The model (configs/reverse.py shrunk: 2+2 layers, 2 heads, d_model 64, sequences of 1-10 digits) is trained once
+per test session, also under pytest-xdist, where workers share it through a lock file. It is trained to
+convergence (800 steps, cosine decay to zero), not stopped mid-way: at 400 steps on a constant rate the best head's
+anti-diagonal fraction ranged 0.80-0.97 over 16 seeds (so a CPU's float rounding could decide the test); trained
+to the end it ranged 0.981-1.000, with every seed's eval accuracy 1.0.
 """
 
 import os
@@ -10,18 +13,18 @@ import time
 
 import numpy as np
 import pytest
-from train_helpers import assert_clear_error, reverse_config, run_cli
+from train_helpers import assert_clear_error, reverse_config, run_cli, workdir_metrics
 
 from t2t_jax.translate import Translator
 
 pytestmark = pytest.mark.slow
-STEPS = 400
+STEPS = 800
 MAX_DIGITS = 10
 
 
 def alignment_config():
     config = reverse_config(steps=STEPS, log_every=100, eval_every=STEPS, checkpoint_every=STEPS,
-                            warmup_steps=50, learning_rate=3e-3)
+                            warmup_steps=50, learning_rate=3e-3, schedule="cosine")
     config.model.update(d_model=64, d_ff=128, num_heads=2, num_encoder_layers=2, num_decoder_layers=2)
     config.data.update(algorithmic_max_length=MAX_DIGITS, batch_tokens=512, pack_length=32)
     return config
@@ -86,7 +89,9 @@ def anti_diagonal_fractions(translator, sequences):
     return hits / total
 
 
-def test_encoder_decoder_attention_learns_the_anti_diagonal(translator):
+def test_encoder_decoder_attention_learns_the_anti_diagonal(workdir, translator):
+    accuracy = [row["accuracy"] for row in workdir_metrics(workdir) if row["kind"] == "eval"][-1]
+    assert accuracy >= 0.97, f"the model did not learn to reverse (eval accuracy {accuracy}): nothing to align"
     rng = np.random.default_rng(7)
     sequences = [rng.integers(0, 10, n).tolist() for n in range(3, MAX_DIGITS + 1) for _ in range(3)]
     fractions = anti_diagonal_fractions(translator, sequences)

@@ -22,9 +22,11 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
 
 def test_training_reduces_the_loss(tmp_path):
     workdir = str(tmp_path / "w")
-    result = train_and_evaluate(reverse_config(steps=60, eval_every=60, checkpoint_every=60, log_every=10), workdir)
+    result = train_and_evaluate(reverse_config(steps=150, eval_every=150, checkpoint_every=150, log_every=10),
+                                workdir)
     losses = train_losses(workdir)
-    assert losses[60] < 0.7 * losses[10], losses
+    # over 12 seeds the ratio was 0.22-0.27 (at 60 steps it was 0.58-0.68, too close to a bound to hold on any CPU)
+    assert losses[150] < 0.5 * losses[10], losses
     assert np.isfinite(result["eval"]["loss"]) and result["eval"]["perplexity"] >= 1.0
 
 

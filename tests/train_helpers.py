@@ -23,11 +23,15 @@ def reverse_config(**train_overrides):
     return config
 
 
+def workdir_metrics(workdir: str) -> list[dict]:
+    """The rows of workdir/metrics.jsonl."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
 def train_losses(workdir: str) -> dict[int, float]:
     """step -> train loss, from workdir/metrics.jsonl."""
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f]
-    return {row["step"]: row["loss"] for row in rows if row["kind"] == "train"}
+    return {row["step"]: row["loss"] for row in workdir_metrics(workdir) if row["kind"] == "train"}
 
 
 def run_cli(*args: str, timeout: int = 300, stdin: bytes | None = None, cwd: str = ROOT) -> subprocess.CompletedProcess:
