@@ -4,10 +4,12 @@ device counts, and two processes train together through jax.distributed (gloo co
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from train_helpers import ROOT
@@ -152,3 +154,83 @@ def test_two_processes_train_checkpoint_and_restore_through_jax_distributed(sing
     # each host reads its own half of the data: 2 x 4 rows instead of 8 rows, so not the 1-device batches,
     # but the same global batch size; the loss must come down from the start as usual
     assert losses["4"] < losses["1"]
+
+
+# Two processes that train until stopped; each reports the newest checkpoint it sees once it has exited.
+UNTIL_STOPPED = textwrap.dedent("""
+    import json, os, sys
+    sys.path.insert(0, "tests")
+    from train_helpers import reverse_config
+    from t2t_jax.train.loop import train_and_evaluate
+    workdir, max_seconds = sys.argv[1], float(sys.argv[2])
+    config = reverse_config(steps=100000, log_every=1, eval_every=100000, checkpoint_every=100000,
+                            max_seconds=max_seconds, average_last=2)
+    config.model.update(num_heads=8, d_model=64, d_ff=128)
+    config.mesh.update(data=2, fsdp=2)
+    train_and_evaluate(config, workdir)
+    saved = sorted(int(name) for name in os.listdir(os.path.join(workdir, "checkpoints")) if name.isdigit())
+    print("REPORT " + json.dumps({"saved": saved}))
+""")
+
+
+def launch_two(workdir, *args):
+    port = free_port()
+    return [
+        subprocess.Popen([sys.executable, "-c", UNTIL_STOPPED, str(workdir), *map(str, args)], cwd=ROOT, env={
+            **os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+            "T2T_COORDINATOR": f"localhost:{port}", "T2T_NUM_PROCESSES": "2", "T2T_PROCESS_ID": str(rank),
+        }, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for rank in range(2)
+    ]
+
+
+def logged_steps(workdir):
+    path = workdir / "metrics.jsonl"
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_sigterm_on_one_host_stops_both_after_the_same_step_with_its_checkpoint(tmp_path):
+    """A preempted VM: only process 1 gets SIGTERM. Before the hosts agreed, process 1 began its checkpoint while
+    process 0 ran the next step: mismatched collectives, both aborted, no checkpoint."""
+    workdir = tmp_path / "w"
+    processes = launch_two(workdir, 0)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(logged_steps(workdir)) < 5 and processes[0].poll() is None:
+        time.sleep(0.2)
+    processes[1].send_signal(signal.SIGTERM)
+    started = time.time()
+    first, second = reports(processes)
+    assert time.time() - started < 90
+    stopped = logged_steps(workdir)[-1]
+    assert first["saved"] == second["saved"] == [stopped], (first, second, stopped)
+    assert not (workdir / "averaged").exists()  # a stopped run is not finished: nothing averaged
+
+
+def test_the_time_budget_stops_both_hosts_together_and_they_average_on_both(tmp_path):
+    """train.max_seconds is agreed too (each host's clock differs); the end-of-run average (arrays sharded over
+    both processes) runs on both: on process 0 alone it waited forever for process 1."""
+    workdir = tmp_path / "w"
+    first, second = reports(launch_two(workdir, 8))
+    stopped = logged_steps(workdir)[-1]
+    assert first["saved"] == second["saved"] == [stopped], (first, second, stopped)
+    assert os.listdir(workdir / "averaged") == [str(stopped)]
+
+
+def test_a_run_moves_from_one_process_to_two_and_back(tmp_path):
+    """1 -> 2 processes: process 1 has no saved data position. It used to take both checkpoints for corrupt and
+    move them aside while process 0 restored, and both hung. Now both restore the state, start their data shares
+    anew (seed data.seed + step), and 2 -> 1 works the same way."""
+    workdir = tmp_path / "w"
+    report(run(2, (2, 1, 1), 2, workdir))
+
+    def two(steps):
+        port = free_port()
+        return reports([run(2, (4, 1, 1), steps, workdir, env={
+            "T2T_COORDINATOR": f"localhost:{port}", "T2T_NUM_PROCESSES": "2", "T2T_PROCESS_ID": str(rank)})
+            for rank in range(2)])
+
+    assert sorted(two(4)[0]["losses"]) == ["1", "2", "3", "4"]
+    assert sorted(report(run(2, (2, 1, 1), 6, workdir))["losses"]) == ["1", "2", "3", "4", "5", "6"]
+    assert not (workdir / "corrupt").exists()
+    saved_by = [name for name in os.listdir(workdir / "checkpoints" / "6" / "data") if name.startswith("process_")]
+    assert saved_by == ["process_0"]

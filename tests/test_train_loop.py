@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from train_helpers import reverse_config, train_losses
 
+from t2t_jax.errors import UserError
 from t2t_jax.train import checkpoint
 from t2t_jax.train.loop import train_and_evaluate
 
@@ -47,23 +48,28 @@ def test_checkpoint_averaging_is_the_mean_of_the_last_checkpoints(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
-def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
-    workdir = str(tmp_path / "w")
-    train_and_evaluate(reverse_config(steps=4, checkpoint_every=2), workdir)
-    state_dir = os.path.join(workdir, "checkpoints", "4", "state")
+def _spoil(state_dir):
     for root, _, files in os.walk(state_dir):
         for name in files:
             with open(os.path.join(root, name), "wb") as f:
                 f.write(b"garbage")
-    result = train_and_evaluate(reverse_config(steps=5, checkpoint_every=2), workdir)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one_and_nothing_is_deleted(tmp_path, caplog):
+    workdir = str(tmp_path / "w")
+    train_and_evaluate(reverse_config(steps=4, checkpoint_every=2), workdir)
+    _spoil(os.path.join(workdir, "checkpoints", "4", "state"))
+    result = train_and_evaluate(reverse_config(steps=4, checkpoint_every=2), workdir)
     assert "cannot be restored" in caplog.text
-    assert set(train_losses(workdir)) >= {3, 4, 5}  # steps 3 and 4 were trained again from step 2
-    assert np.isfinite(result["train"]["loss"])
+    assert np.isfinite(result["train"]["loss"])  # steps 3 and 4 were trained again from step 2
+    # the same step spoiled again: the first copy set aside stays (it used to be deleted)
+    _spoil(os.path.join(workdir, "checkpoints", "4", "state"))
+    train_and_evaluate(reverse_config(steps=5, checkpoint_every=2), workdir)
+    assert max(train_losses(workdir)) == 5
+    assert sorted(os.listdir(os.path.join(workdir, "corrupt"))) == ["4", "4.1"]
 
 
 def test_a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
-    from t2t_jax.errors import UserError
-
     workdir = str(tmp_path / "w")
     train_and_evaluate(reverse_config(steps=2, checkpoint_every=2), workdir)
     with pytest.raises(UserError, match="loss became nan"):
@@ -80,3 +86,25 @@ def _abstract_state(workdir):
     config = load_workdir_config(workdir)
     vocab = Tokenizer.load(os.path.join(workdir, "vocab.model")).vocab_size
     return sharding.abstract_state(train_setup(config, vocab)[2], sharding.make_mesh(config.mesh))
+
+
+def test_a_changed_data_setting_is_one_clear_error_that_moves_nothing(tmp_path):
+    """It used to look like corruption: every checkpoint moved to corrupt/, a restart at step 0, then a crash."""
+    workdir = str(tmp_path / "w")
+    train_and_evaluate(reverse_config(steps=4, checkpoint_every=2), workdir)
+    before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    changed = reverse_config(steps=6, checkpoint_every=2)
+    changed.data.packing = False
+    with pytest.raises(UserError, match="data settings changed.*nothing was moved"):
+        train_and_evaluate(changed, workdir)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before == ["2", "4"]
+    assert not os.path.exists(os.path.join(workdir, "corrupt"))
+
+
+def test_a_changed_optimizer_is_one_clear_error_that_moves_nothing(tmp_path):
+    workdir = str(tmp_path / "w")
+    train_and_evaluate(reverse_config(steps=2, checkpoint_every=2), workdir)
+    with pytest.raises(UserError, match="does not fit this run's settings.*nothing was moved"):
+        train_and_evaluate(reverse_config(steps=4, checkpoint_every=2, grad_clip_norm=1.0), workdir)
+    assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]
+    assert not os.path.exists(os.path.join(workdir, "corrupt"))

@@ -4,9 +4,10 @@ workdir/checkpoints/STEP   the last `keep` saves (async), each: state/ (step, pa
                            (tf.data iterator, one per process), meta/ (JSON: best score, elapsed time, ...)
 workdir/best/STEP          the best by eval score so far
 workdir/averaged/STEP      parameters averaged over the last N checkpoints (the paper: 5 for base, 20 for big)
-workdir/corrupt/STEP       checkpoints that could not be restored, moved out of the way
+workdir/corrupt/STEP[.N]   checkpoints whose files could not be read, moved out of the way (never deleted)
 Restoring takes an abstract (sharded) state as target, so a checkpoint restores onto any mesh. A latest
-checkpoint that cannot be read falls back to the one before it, with a warning.
+checkpoint that cannot be read falls back to the one before it, with a warning; one that does not fit the run's
+settings is an error that moves nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
 
 from t2t_jax.errors import UserError
 
@@ -88,29 +91,51 @@ class Checkpoints:
         self.best.save(step, args=args, force=True)
         self.best.wait_until_finished()
 
-    def restore_latest(self, target: Any, iterator: Any) -> tuple[Any, dict[str, Any]] | None:
-        """(state, meta) of the newest readable checkpoint, with the iterator moved to its position."""
+    def restore_latest(self, target: Any, iterator: Any) -> Restored | None:
+        """The newest readable checkpoint, with `iterator` moved to its data position when the checkpoint was
+        written by as many processes as this run has (on another topology the caller starts the data anew).
+
+        Only a checkpoint whose files cannot be read is set aside (to corrupt/, never deleted), and only when
+        every process agrees; a settings mismatch is a UserError that moves nothing."""
         for step in sorted(self.latest.all_steps(), reverse=True):
+            same_topology = self.data_writers(step) == jax.process_count()
+            items = {"state": ocp.args.StandardRestore(target), "meta": ocp.args.JsonRestore()}
+            if same_topology:
+                items["data"] = DataIteratorRestore(iterator)
+            failure = None
             try:
-                restored = self.latest.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target), data=DataIteratorRestore(iterator),
-                    meta=ocp.args.JsonRestore(),
-                ))
-                return restored.state, dict(restored.meta)
-            except Exception as error:  # a half-written or corrupt checkpoint: fall back to an older one
-                aside = self.root / "corrupt" / str(step)
-                log.warning("checkpoint %s in %s cannot be restored (%s: %s); moved to %s, trying the one before",
-                            step, self.latest.directory, type(error).__name__, str(error).splitlines()[0][:200], aside)
-                self._move_aside(step, aside)
+                restored = self.latest.restore(step, args=ocp.args.Composite(**items))
+            except UserError as error:  # ours: the data pipeline does not fit the saved position
+                raise UserError(f"checkpoint {step} of {self.root}: {error} (nothing was moved)") from None
+            except Exception as error:  # unreadable files, or arrays that do not fit the model's
+                _raise_if_mismatch(error, step, self.root)
+                failure = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+            if not _any_process(failure is not None):
+                return Restored(restored.state, dict(restored.meta), same_topology)
+            aside = self._move_aside(step)
+            log.warning("checkpoint %s in %s cannot be restored (%s); moved to %s, trying the one before",
+                        step, self.latest.directory, failure or "unreadable on another process", aside)
         return None
 
-    def _move_aside(self, step: int, aside: epath.Path) -> None:
+    def data_writers(self, step: int) -> int:
+        """How many processes saved their data position in checkpoint `step`."""
+        data = self.latest.directory / str(step) / "data"
+        return sum(1 for p in data.iterdir() if p.name.startswith("process_")) if data.exists() else 0
+
+    def _move_aside(self, step: int) -> epath.Path:
+        """Moves checkpoint `step` to corrupt/STEP (corrupt/STEP.1, ... when that exists: nothing is deleted)."""
+        aside = self.root / "corrupt" / str(step)
+        suffix = 0
+        while aside.exists():
+            suffix += 1
+            aside = self.root / "corrupt" / f"{step}.{suffix}"
         if jax.process_index() == 0:
             aside.parent.mkdir(parents=True, exist_ok=True)
-            if aside.exists():
-                aside.rmtree()
             (self.latest.directory / str(step)).rename(aside)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"t2t_jax checkpoint {step} moved aside")
         self.latest.reload()
+        return aside
 
     def wait(self) -> None:
         self.latest.wait_until_finished()
@@ -118,6 +143,33 @@ class Checkpoints:
     def close(self) -> None:
         self.latest.close()
         self.best.close()
+
+
+class Restored(NamedTuple):
+    state: Any
+    meta: dict[str, Any]
+    data_restored: bool  # False: saved by another number of processes, the data position did not carry over
+
+
+# What orbax says when the arrays on disk do not fit the target (a settings change), not when files are bad.
+_MISMATCH_MARKERS = ("tree structure", "do not match", "mismatch", "missing keys", "unexpected keys")
+
+
+def _raise_if_mismatch(error: Exception, step: int, root: epath.Path) -> None:
+    text = str(error)
+    if any(marker in text.lower() for marker in _MISMATCH_MARKERS):
+        first_line = text.splitlines()[0][:160].rstrip(": ")
+        raise UserError(
+            f"checkpoint {step} of {root} does not fit this run's settings ({first_line}): "
+            "use the settings it was trained with or a new workdir (nothing was moved)"
+        ) from None
+
+
+def _any_process(flag: bool) -> bool:
+    """True when `flag` holds on any process (all processes must call this together)."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(multihost_utils.process_allgather(np.asarray([int(flag)], np.int32)).max())
 
 
 def restore_state(workdir: str, which: str, target: Any) -> tuple[Any, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import signal
 import time
 from typing import Any
 
@@ -28,20 +27,7 @@ from t2t_jax.train import checkpoint, sharding, step
 from t2t_jax.train.optim import learning_rate_schedule
 from t2t_jax.train.reporting import Reporter, host_metrics
 from t2t_jax.train.state import train_setup
-
-
-class _Stop:
-    """Set by SIGTERM (preemption): the loop checkpoints and returns at the next step."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
+from t2t_jax.train.stopping import SIGTERM, TIME_BUDGET, SigtermFlag, StopVote
 
 
 def accumulation_steps(config: ml_collections.ConfigDict) -> int:
@@ -82,10 +68,23 @@ class Trainer:
             self.state, _ = sharding.sharded_init(init, self.mesh)
             self.meta: dict[str, Any] = {"train_seconds": 0.0, "best_score": None, "best_step": None}
         else:
-            self.state, self.meta = restored
+            self.state, self.meta, data_restored = restored
             self.reporter.say(f"resumed from step {int(self.state.step)} in {workdir}")
+            if not data_restored:
+                self.iterator = self._fresh_iterator(int(self.state.step))
         self._compile(Transformer(self.model_cfg), optimizer, jax.tree_util.tree_map(lambda a: a.sharding, abstract))
         self._translator = None
+
+    def _fresh_iterator(self, step: int) -> data.TrainIterator:
+        """The data stream on a topology other than the checkpoint's: each process starts its shard anew, shuffled
+        (or generated) with seed data.seed + step, so that it does not replay the run's first batches."""
+        writers = self.checkpoints.data_writers(step)
+        self.reporter.say(
+            f"checkpoint {step} holds the data positions of {writers} process(es), this run has "
+            f"{jax.process_count()}: each process starts its share of the data anew with seed data.seed + {step}"
+        )
+        return data.train_iterator(self.config.data, self.tokenizer, batch_multiple=self.batch_multiple,
+                                   seed=self.config.data.seed + step)
 
     def _compile(self, model: Transformer, optimizer: Any, state_shardings: Any) -> None:
         smoothing = self.config.train.label_smoothing
@@ -173,18 +172,18 @@ class Trainer:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains (resuming from `workdir` if it holds checkpoints) until train.steps, train.max_seconds or
-    SIGTERM. Returns the last train and eval metrics."""
+    SIGTERM (on any process: all stop after the same step). Returns the last train and eval metrics."""
     initialize_from_environment()  # multi-host runs: before anything asks JAX for its devices
     os.makedirs(workdir, exist_ok=True)
     _check_workdir_config(config, workdir)
     if jax.process_index() == 0:
         configuration.save_config(config, workdir)
     trainer = Trainer(config, workdir)
-    stop = _Stop()
+    sigterm = SigtermFlag()
     try:
-        return _run(trainer, stop)
+        return _run(trainer, sigterm)
     finally:
-        stop.restore()
+        sigterm.restore()
         trainer.checkpoints.wait()
         trainer.checkpoints.close()
         trainer.reporter.close()
@@ -198,7 +197,7 @@ def _require_finite(loss_plus_update_norm: float, current: int, workdir: str) ->
         )
 
 
-def _run(trainer: Trainer, stop: _Stop) -> dict[str, Any]:
+def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
     cfg, reporter = trainer.config.train, trainer.reporter
     first_step = int(trainer.state.step)
     reporter.say(
@@ -209,7 +208,7 @@ def _run(trainer: Trainer, stop: _Stop) -> dict[str, Any]:
     started, interval_start, interval_tokens, interval_sums = time.time(), time.time(), 0, None
     previous_seconds = float(trainer.meta.get("train_seconds", 0.0))
     last: dict[str, Any] = {}
-    current = first_step
+    current, vote, stopped_by = first_step, StopVote(), ()
     while current < cfg.steps:
         batches = [next(trainer.iterator) for _ in range(trainer.accumulation)]
         interval_tokens += sum(int(np.count_nonzero(b["inputs"]) + np.count_nonzero(b["targets"])) for b in batches)
@@ -218,8 +217,8 @@ def _run(trainer: Trainer, stop: _Stop) -> dict[str, Any]:
         current += 1
         trainer.meta["train_seconds"] = previous_seconds + time.time() - started
         out_of_time = 0 < cfg.max_seconds <= trainer.meta["train_seconds"]
-        stopping = stop.requested or out_of_time  # read once: SIGTERM may arrive while this step is logged
-        ending = current >= cfg.steps or stopping
+        stopped_by = vote.decide((sigterm.raised, out_of_time))  # the same on every process
+        ending = current >= cfg.steps or bool(stopped_by)
         if current % cfg.log_every == 0 or ending:
             train_metrics = host_metrics(interval_sums)
             train_metrics.update(
@@ -231,7 +230,7 @@ def _run(trainer: Trainer, stop: _Stop) -> dict[str, Any]:
             reporter.write(current, "train", train_metrics)
             last["train"] = train_metrics
             interval_start, interval_tokens, interval_sums = time.time(), 0, None
-        if current % cfg.eval_every == 0 or ending:
+        if current % cfg.eval_every == 0 or (ending and SIGTERM not in stopped_by):  # preempted: save first
             eval_metrics = trainer.evaluate()
             reporter.write(current, "eval", eval_metrics)
             reporter.say(f"eval at step {current}: " + "  ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()))
@@ -241,12 +240,15 @@ def _run(trainer: Trainer, stop: _Stop) -> dict[str, Any]:
             # never checkpoint a diverged state
             _require_finite(float(metrics["loss"]) + float(metrics["update_norm"]), current, trainer.workdir)
             trainer.save()
-        if stopping:
-            why = "SIGTERM" if not out_of_time else f"the time budget of train.max_seconds={cfg.max_seconds:g}"
+        if stopped_by:
+            budget = f"{TIME_BUDGET} of train.max_seconds={cfg.max_seconds:g}"
+            why = " and ".join(budget if reason == TIME_BUDGET else reason for reason in stopped_by)
             reporter.say(f"stopped at step {current} by {why}; checkpoint saved, run again to resume")
             break
+    stopped_by = stopped_by or vote.settle()
     trainer.checkpoints.wait()
-    if cfg.average_last > 0 and jax.process_index() == 0 and not stop.requested:
+    # a time budget ends the run as planned, SIGTERM only interrupts it; every process averages (sharded arrays)
+    if cfg.average_last > 0 and SIGTERM not in stopped_by:
         abstract = sharding.abstract_state(train_setup(trainer.config, trainer.tokenizer.vocab_size)[2], trainer.mesh)
         averaged_step, steps = checkpoint.average_checkpoints(trainer.workdir, cfg.average_last, abstract)
         reporter.say(f"averaged checkpoints {steps} into {trainer.workdir}/averaged/{averaged_step}")
