@@ -11,6 +11,7 @@ from train_helpers import ROOT
 
 from t2t_jax.configuration import load_config, model_config
 from t2t_jax.model import Transformer
+from t2t_jax.train.loop import accumulation_steps
 
 sys.path.insert(0, os.path.join(ROOT, "configs"))
 import table3  # noqa: E402
@@ -56,6 +57,9 @@ def test_base_and_big_configs_follow_the_paper(name, d_model, steps, average, dr
     assert (config.train.steps, config.train.average_last, config.train.warmup_steps) == (steps, average, 4000)
     assert (config.train.adam_b1, config.train.adam_b2, config.train.adam_eps) == (0.9, 0.98, 1e-9)
     assert config.train.label_smoothing == 0.1 and config.train.tokens_per_update == 25_000
+    for devices, microbatches in ((1, 8), (8, 1), (64, 1)):  # the paper's 25k tokens per update on 1 or 8 devices
+        assert accumulation_steps(config, devices) == microbatches, devices
+    assert config.data.batch_tokens * 8 == 25_000
     assert (config.decode.beam_size, config.decode.alpha, config.decode.max_extra_length) == (4, 0.6, 50)
     assert config.data.train == "tfds:wmt14_translate/de-en" and config.data.target_lang == "de"
 

@@ -14,6 +14,7 @@ Batches are dicts of int32 numpy arrays:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -86,14 +87,17 @@ def train_iterator(
     tokenizer: Tokenizer,
     *,
     batch_multiple: int = 1,
+    devices: int = 1,
     seed: int | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> TrainIterator:
-    """The endless training batches of this process (see module docstring). `batch_multiple` (usually the
-    local device count) divides every batch size; `seed` defaults to data.seed; process index and count default
-    to JAX's."""
+    """The endless training batches of this process (see module docstring). data.batch_tokens is per device
+    (T2T's meaning): a batch holds about data.batch_tokens x `devices` (the devices this process feeds) padded
+    tokens per side. `batch_multiple` (usually the local batch shards) divides every batch size; `seed` defaults
+    to data.seed; process index and count default to JAX's."""
     settings = DataSettings.from_config(data_config)
+    settings = dataclasses.replace(settings, batch_tokens=settings.batch_tokens * devices)
     seed = settings.seed if seed is None else seed
     process_index, process_count = _process(process_index, process_count)
     mixture = parse_mixture(settings.require_train())

@@ -30,9 +30,10 @@ from t2t_jax.train.state import train_setup
 from t2t_jax.train.stopping import SIGTERM, TIME_BUDGET, SigtermFlag, StopVote
 
 
-def accumulation_steps(config: ml_collections.ConfigDict) -> int:
-    """Microbatches per update so that an update holds about train.tokens_per_update tokens (per side)."""
-    per_microbatch = config.data.batch_tokens * jax.process_count()
+def accumulation_steps(config: ml_collections.ConfigDict, devices: int) -> int:
+    """Microbatches per update so that an update holds about train.tokens_per_update tokens (per side) when each
+    of `devices` devices takes data.batch_tokens per microbatch."""
+    per_microbatch = config.data.batch_tokens * devices
     return max(1, math.ceil(config.train.tokens_per_update / per_microbatch)) if config.train.tokens_per_update else 1
 
 
@@ -58,9 +59,10 @@ class Trainer:
         self.mesh = sharding.make_mesh(config.mesh)
         self.batch_sharding = sharding.batch_sharding(self.mesh)
         self.batch_multiple = max(1, sharding.batch_parallelism(self.mesh) // jax.process_count())
-        self.accumulation = accumulation_steps(config)
+        self.accumulation = accumulation_steps(config, jax.device_count())
+        self.tokens_per_update = self.accumulation * config.data.batch_tokens * jax.device_count()
         self.schedule = learning_rate_schedule(config.train, self.model_cfg.d_model)
-        self.iterator = data.train_iterator(config.data, self.tokenizer, batch_multiple=self.batch_multiple)
+        self.iterator = self._iterator(config.data.seed)
         self.checkpoints = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
         abstract = sharding.abstract_state(init, self.mesh)
         restored = self.checkpoints.restore_latest(abstract, self.iterator)
@@ -83,8 +85,12 @@ class Trainer:
             f"checkpoint {step} holds the data positions of {writers} process(es), this run has "
             f"{jax.process_count()}: each process starts its share of the data anew with seed data.seed + {step}"
         )
+        return self._iterator(self.config.data.seed + step)
+
+    def _iterator(self, seed: int) -> data.TrainIterator:
+        """This process's training batches: data.batch_tokens for each of its devices."""
         return data.train_iterator(self.config.data, self.tokenizer, batch_multiple=self.batch_multiple,
-                                   seed=self.config.data.seed + step)
+                                   devices=jax.local_device_count(), seed=seed)
 
     def _compile(self, model: Transformer, optimizer: Any, state_shardings: Any) -> None:
         smoothing = self.config.train.label_smoothing
@@ -202,8 +208,9 @@ def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
     first_step = int(trainer.state.step)
     reporter.say(
         f"training {first_step} -> {cfg.steps} steps on {jax.device_count()} {jax.devices()[0].platform} device(s), "
-        f"mesh {dict(trainer.mesh.shape)}, {trainer.accumulation} microbatch(es) of "
-        f"~{trainer.config.data.batch_tokens} tokens per host per update, vocabulary {trainer.tokenizer.vocab_size}"
+        f"mesh {dict(trainer.mesh.shape)}, ~{trainer.tokens_per_update:,} tokens per update (per side: "
+        f"{trainer.accumulation} microbatch(es) x {trainer.config.data.batch_tokens} x {jax.device_count()} devices), "
+        f"vocabulary {trainer.tokenizer.vocab_size}"
     )
     started, interval_start, interval_tokens, interval_sums = time.time(), time.time(), 0, None
     previous_seconds = float(trainer.meta.get("train_seconds", 0.0))
