@@ -23,4 +23,9 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n 2
 
-.PHONY: install demo test
+# for iteration: the same without the tests marked slow (multi-process runs, trained-model checks)
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -n 2 -m "not slow"
+
+.PHONY: install demo test test-fast

@@ -14,6 +14,8 @@ import time
 import pytest
 from train_helpers import ROOT
 
+pytestmark = pytest.mark.slow  # subprocesses that train; `make test-fast` leaves them out
+
 # The same reverse run on every mesh: dropout is 0 in configs/reverse.py, 8 heads and an 8-row batch so that
 # every mesh axis divides what it splits.
 RUN = textwrap.dedent("""
