@@ -2,6 +2,7 @@
 meshes give the single-device losses, parameters are sharded as the rules say, checkpoints move between
 device counts, and two processes train together through jax.distributed (gloo collectives)."""
 
+import functools
 import json
 import os
 import signal
@@ -136,20 +137,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def distributed_env(port, rank):
+    """Process `rank` of 2 on this machine, coordinated through localhost:`port`."""
+    return {"T2T_COORDINATOR": f"localhost:{port}", "T2T_NUM_PROCESSES": "2", "T2T_PROCESS_ID": str(rank)}
+
+
+def run_on_two_processes(steps, workdir):
+    """RUN on 2 processes x 2 devices (mesh data 4): both processes' reports."""
+    port = free_port()
+    return reports([run(2, (4, 1, 1), steps, workdir, env={**distributed_env(port, rank), "T2T_EXPECTED_DEVICES": "4"})
+                    for rank in range(2)])
+
+
 def test_two_processes_train_checkpoint_and_restore_through_jax_distributed(single_device_losses, tmp_path):
     workdir = tmp_path / "w"
-
-    def launch(steps):
-        port = free_port()
-        processes = [
-            run(2, (4, 1, 1), steps, workdir, env={
-                "T2T_COORDINATOR": f"localhost:{port}", "T2T_NUM_PROCESSES": "2", "T2T_PROCESS_ID": str(rank),
-                "T2T_EXPECTED_DEVICES": "4",
-            })
-            for rank in range(2)
-        ]
-        return reports(processes)
-
+    launch = functools.partial(run_on_two_processes, workdir=workdir)
     first = launch(2)
     assert [r["devices"] for r in first] == [4, 4] and first[1]["losses"] == {}  # only process 0 writes logs
     assert {"process_0", "process_1"} <= set(os.listdir(workdir / "checkpoints" / "2" / "data"))
@@ -185,7 +187,7 @@ def launch_two(workdir, *args):
     return [
         subprocess.Popen([sys.executable, "-c", UNTIL_STOPPED, str(workdir), *map(str, args)], cwd=ROOT, env={
             **os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
-            "T2T_COORDINATOR": f"localhost:{port}", "T2T_NUM_PROCESSES": "2", "T2T_PROCESS_ID": str(rank),
+            **distributed_env(port, rank),
         }, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for rank in range(2)
     ]
@@ -229,14 +231,7 @@ def test_a_run_moves_from_one_process_to_two_and_back(tmp_path):
     anew (seed data.seed + step), and 2 -> 1 works the same way."""
     workdir = tmp_path / "w"
     report(run(2, (2, 1, 1), 2, workdir))
-
-    def two(steps):
-        port = free_port()
-        return reports([run(2, (4, 1, 1), steps, workdir, env={
-            "T2T_COORDINATOR": f"localhost:{port}", "T2T_NUM_PROCESSES": "2", "T2T_PROCESS_ID": str(rank)})
-            for rank in range(2)])
-
-    assert sorted(two(4)[0]["losses"]) == ["1", "2", "3", "4"]
+    assert sorted(run_on_two_processes(4, workdir)[0]["losses"]) == ["1", "2", "3", "4"]
     assert sorted(report(run(2, (2, 1, 1), 6, workdir))["losses"]) == ["1", "2", "3", "4", "5", "6"]
     assert not (workdir / "corrupt").exists()
     saved_by = [name for name in os.listdir(workdir / "checkpoints" / "6" / "data") if name.startswith("process_")]
