@@ -21,11 +21,11 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 # for iteration: the same without the tests marked slow (multi-process runs, trained-model checks)
 test-fast: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -n 2 -m "not slow"
+	$(BIN)/pytest -q -n 2 --dist loadgroup -m "not slow"
 
 .PHONY: install demo test test-fast

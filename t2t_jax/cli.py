@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 
+from t2t_jax import storage
 from t2t_jax.errors import UserError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[tuple[str, str]]], None]] = {}
@@ -79,9 +80,9 @@ def _parser() -> argparse.ArgumentParser:
 def read_lines(path: str) -> list[str]:
     """UTF-8 lines without their newlines; '-' is stdin. Bad input is a UserError naming file and line."""
     name = "stdin" if path == "-" else path
-    if path != "-" and not os.path.isfile(path):
+    if path != "-" and not storage.is_file(path):
         raise UserError(f"input file {path} does not exist")
-    raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    raw = sys.stdin.buffer.read() if path == "-" else storage.read_bytes(path)
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -100,8 +101,7 @@ def write_lines(path: str, lines: Iterable[str]) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        storage.write_atomically(path, text.encode("utf-8"))
 
 
 @command
@@ -118,27 +118,61 @@ def _translator(args: argparse.Namespace):  # noqa: ANN202 (lazy import of the t
     return Translator.from_workdir(args.workdir, args.checkpoint, args.beam_size, args.alpha)
 
 
+def _on_every_host() -> bool:
+    """Joins the other hosts when launched on several (T2T_COORDINATOR, SLURM, a TPU pod); True for process 0,
+    the one that writes results."""
+    import jax
+
+    from t2t_jax.distributed import initialize_from_environment
+
+    initialize_from_environment()
+    return jax.process_index() == 0
+
+
+def _read_on_every_host(*paths: str) -> list[list[str]]:
+    """read_lines of each path on every host; a file missing or unreadable on any host, or read differently
+    by two hosts, is one error on all of them."""
+    from t2t_jax.distributed import agree, gather
+
+    try:
+        contents, error = [read_lines(path) for path in paths], None
+    except UserError as problem:
+        contents, error = [[] for _ in paths], str(problem)
+    agree(error)
+    counts = gather([len(lines) for lines in contents])
+    if any(count != counts[0] for count in counts):
+        raise UserError(f"the hosts read different inputs (lines per process: {counts}): give every host the same")
+    return contents
+
+
 @command
 def run_decode(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
+    writer = _on_every_host()
+    [sources] = _read_on_every_host(args.input)
     translator = _translator(args)
-    sources = read_lines(args.input)
     if args.nbest == 1:
-        write_lines(args.output, translator.translate(sources))
+        translations = translator.translate_on_all_hosts(sources)
+        if writer:
+            write_lines(args.output, translations)
         return
-    nbest = translator.translate(sources, nbest=args.nbest)
+    nbest = translator.translate_on_all_hosts(sources, nbest=args.nbest)
     lines = (f"{index} ||| {text} ||| {score:.4f}" for index, group in enumerate(nbest) for text, score in group)
-    write_lines(args.output, lines)
+    if writer:
+        write_lines(args.output, lines)
 
 
 @command
 def run_eval(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
     from t2t_jax.evaluate import score
 
-    sources, references = read_lines(args.source), read_lines(args.reference)
+    writer = _on_every_host()
+    sources, references = _read_on_every_host(args.source, args.reference)
     if len(sources) != len(references):
         raise UserError(f"{args.source} has {len(sources)} lines but {args.reference} has {len(references)}")
     translator = _translator(args)
-    hypotheses = translator.translate(sources)
+    hypotheses = translator.translate_on_all_hosts(sources)
+    if not writer:
+        return
     if args.output:
         write_lines(args.output, hypotheses)
     for line in score(hypotheses, references, translator.config.data.target_lang).lines():
@@ -154,11 +188,13 @@ def run_average(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> N
 
     if args.last < 1:
         raise UserError(f"--last must be at least 1, got {args.last}")
+    writer = _on_every_host()  # on several hosts, each restores and saves its share of the arrays
     config = load_workdir_config(args.workdir)
-    vocab_size = Tokenizer.load(os.path.join(args.workdir, "vocab.model")).vocab_size
-    target = sharding.abstract_state(train_setup(config, vocab_size)[2], sharding.make_mesh(config.mesh))
+    vocab_size = Tokenizer.load(storage.join(args.workdir, "vocab.model")).vocab_size
+    target = sharding.abstract_state(train_setup(config, vocab_size)[2], sharding.present_mesh(config.mesh))
     step, steps = checkpoint.average_checkpoints(args.workdir, args.last, target)
-    print(f"averaged checkpoints {steps} into {args.workdir}/averaged/{step}")
+    if writer:
+        print(f"averaged checkpoints {steps} into {args.workdir}/averaged/{step}")
 
 
 @command

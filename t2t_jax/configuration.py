@@ -16,8 +16,8 @@ from typing import Any
 import jax.numpy as jnp
 import ml_collections
 
+from t2t_jax import storage
 from t2t_jax.errors import UserError
-from t2t_jax.files import write_atomically
 from t2t_jax.model import TransformerConfig
 
 CONFIG_FILE = "config.json"
@@ -115,16 +115,15 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> Transfor
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Writes workdir/config.json (atomically: the other hosts of a multi-host run read it)."""
-    write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=1).encode())
+    storage.write_atomically(storage.join(workdir, CONFIG_FILE), config.to_json(indent=1).encode())
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a workdir was trained with."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.isfile(path):
+    path = storage.join(workdir, CONFIG_FILE)
+    if not storage.is_file(path):
         raise UserError(f"{workdir} holds no trained model ({CONFIG_FILE} not found): train one first")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(storage.read_bytes(path)))
 
 
 def model_differences(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict) -> list[str]:

@@ -10,8 +10,10 @@ instead of hanging in the first collective.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from typing import Any
 
 import jax
 
@@ -74,3 +76,28 @@ def preflight() -> None:
         )
     log.info("process %d of %d, %d local of %d devices", jax.process_index(), jax.process_count(), local,
              jax.device_count())
+
+
+def gather(value: Any) -> list[Any]:
+    """Every process's `value` (anything JSON can hold), in process order, on every process. One call per
+    process, in the same order on all (it is a collective)."""
+    if jax.process_count() == 1:
+        return [value]
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(json.dumps(value).encode(), np.uint8)
+    sizes = multihost_utils.process_allgather(np.asarray([data.size], np.int32)).reshape(-1)
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[: data.size] = data
+    everyone = multihost_utils.process_allgather(padded)  # [processes, longest]
+    return [json.loads(bytes(row[:size]).decode()) for row, size in zip(everyone, sizes)]
+
+
+def agree(error: str | None) -> None:
+    """Raises one UserError on every process when any process has an `error` (a missing file on one host, say),
+    naming the processes, so that all stop together instead of the others waiting in the next collective."""
+    errors = gather(error)
+    failed = [f"process {index}: {text}" for index, text in enumerate(errors) if text is not None]
+    if failed:
+        raise UserError(error if len(errors) == 1 else "; ".join(failed))

@@ -12,7 +12,6 @@ Empty lines translate to empty lines; overlong ones are truncated (with a warnin
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,11 +19,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
+from t2t_jax import storage
 from t2t_jax.configuration import load_workdir_config, model_config
 from t2t_jax.data.tokenizer import Tokenizer
 from t2t_jax.decoding import beam_search
+from t2t_jax.distributed import gather
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer, TransformerConfig
 from t2t_jax.model.inference import init_cache, reorder_cache, step_fn, unstack_layers
@@ -110,10 +112,26 @@ class Translator:
         from t2t_jax.train.state import restore_params
 
         config = load_workdir_config(workdir)
-        tokenizer = Tokenizer.load(os.path.join(workdir, VOCAB_FILE))
+        tokenizer = Tokenizer.load(storage.join(workdir, VOCAB_FILE))
         mesh = sharding.decoding_mesh(config.mesh)
-        params = restore_params(workdir, config, tokenizer.vocab_size, checkpoint, mesh)
+        if jax.process_count() == 1:
+            params = restore_params(workdir, config, tokenizer.vocab_size, checkpoint, mesh)
+        else:  # restored across all hosts' devices (a collective), then a full copy on each host
+            params = restore_params(workdir, config, tokenizer.vocab_size, checkpoint,
+                                    sharding.present_mesh(config.mesh))
+            params = multihost_utils.process_allgather(params, tiled=True)  # the whole arrays
         return cls(config, params, tokenizer, beam_size, alpha, mesh)
+
+    def translate_on_all_hosts(
+        self, texts: Sequence[str], nbest: int = 1
+    ) -> list[str] | list[list[tuple[str, float]]]:
+        """`translate` with each host (process) translating one contiguous share of `texts`; every host gets all
+        the translations, in input order. All processes call it together, with the same texts."""
+        share = -(-len(texts) // jax.process_count())
+        start = jax.process_index() * share
+        mine = self.translate(texts[start:start + share], nbest) if texts[start:start + share] else []
+        gathered = [result for results in gather(mine) for result in results]
+        return gathered if nbest == 1 else [[(text, score) for text, score in group] for group in gathered]
 
     def translate(self, texts: Sequence[str], nbest: int = 1) -> list[str] | list[list[tuple[str, float]]]:
         """One translation per input (or, with nbest > 1, the n best with their scores), in input order."""

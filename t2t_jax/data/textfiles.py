@@ -7,10 +7,10 @@ line number here is a line number there. Every mistake a user can make in a file
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from t2t_jax import storage
 from t2t_jax.data.uris import TextUri, TsvUri
 from t2t_jax.errors import UserError
 
@@ -43,15 +43,9 @@ def is_empty_pair(source: str, target: str) -> bool:
 
 def open_binary(path: str) -> BinaryIO:
     """Opens a local or remote (gs://...) file for reading; UserError if it is missing."""
-    if "://" in path:
-        import tensorflow as tf
-
-        if not tf.io.gfile.exists(path):
-            raise UserError(f"data file not found: {path}")
-        return tf.io.gfile.GFile(path, "rb")
-    if not os.path.isfile(path):
+    if not storage.is_file(path):
         raise UserError(f"data file not found: {path}")
-    return open(path, "rb")
+    return storage.path(path).open("rb")
 
 
 def _lines(path: str) -> Iterator[str]:

@@ -7,15 +7,14 @@ Ids follow T2T: pad 0, eos 1, unk 2, no BOS. `encode` never appends EOS; the dat
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
+from t2t_jax import storage
 from t2t_jax.errors import UserError
-from t2t_jax.files import write_atomically
 
 MODEL_TYPES = ("bpe", "unigram")
 ALGORITHMIC_SYMBOLS = tuple("0123456789+")  # one piece per symbol, ids 3.. in this order
@@ -36,10 +35,9 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str) -> Tokenizer:
         """Loads a `.model` file written by SentencePiece; checks its special ids."""
-        if not os.path.isfile(path):
+        if not storage.is_file(path):
             raise UserError(f"SentencePiece model not found: {path}")
-        with open(path, "rb") as f:
-            proto = f.read()
+        proto = storage.read_bytes(path)
         processor = spm.SentencePieceProcessor()
         try:
             processor.LoadFromSerializedProto(proto)
@@ -136,7 +134,7 @@ def write_algorithmic_vocabulary(model_path: str) -> Tokenizer:
 
 def _write_model(proto: bytes, model_path: str) -> Tokenizer:
     """Writes atomically (other processes poll for the file), then loads it back."""
-    write_atomically(model_path, proto)
+    storage.write_atomically(model_path, proto)
     return Tokenizer.load(model_path)
 
 

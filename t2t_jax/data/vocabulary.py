@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from t2t_jax import storage
 from t2t_jax.data import sources
 from t2t_jax.data.settings import DataSettings
 from t2t_jax.data.tokenizer import ALGORITHMIC_SYMBOLS, Tokenizer, train_tokenizer, write_algorithmic_vocabulary
 from t2t_jax.data.uris import AlgorithmicUri, SourceUri, parse_mixture
 from t2t_jax.errors import UserError
-from t2t_jax.files import write_atomically
 
 _log = logging.getLogger(__name__)
 
@@ -37,12 +36,12 @@ def build_vocabulary(
     settings = DataSettings.from_config(data_config)
     uris = [uri for uri, _ in parse_mixture(settings.require_train())]
     algorithmic = _all_algorithmic(uris)
-    path = os.path.join(workdir, VOCAB_FILE)
+    path = storage.join(workdir, VOCAB_FILE)
     if process_index is None:
         import jax
 
         process_index = jax.process_index()
-    if process_index == 0 and not os.path.exists(path):
+    if process_index == 0 and not storage.exists(path):
         _create(settings, uris, algorithmic, path)
     elif process_index != 0:
         _wait_for(path, process_index, wait_timeout_s)
@@ -84,7 +83,7 @@ def _create(settings: DataSettings, uris: list[SourceUri], algorithmic: bool, pa
 def _copy_model(settings: DataSettings, path: str) -> None:
     supplied = Tokenizer.load(settings.vocab_path)  # checks it exists and uses the T2T ids
     _check_size(supplied, settings)
-    write_atomically(path, _read(supplied.path))
+    storage.write_atomically(path, _read(supplied.path))
 
 
 def _check_matches(tokenizer: Tokenizer, settings: DataSettings, algorithmic: bool) -> None:
@@ -117,7 +116,7 @@ def _all_algorithmic(uris: list[SourceUri]) -> bool:
 
 def _wait_for(path: str, process_index: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while not os.path.exists(path):
+    while not storage.exists(path):
         if time.monotonic() > deadline:
             raise UserError(f"process {process_index} waited {timeout_s:.0f} s for {path} from process 0: "
                             "is process 0 running, and is the workdir shared by all hosts?")
@@ -129,7 +128,6 @@ def _non_empty(pairs: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
 
 
 def _read(path: str) -> bytes:
-    if not os.path.isfile(path):
+    if not storage.is_file(path):
         raise UserError(f"SentencePiece model not found: {path}")
-    with open(path, "rb") as f:
-        return f.read()
+    return storage.read_bytes(path)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
+import tempfile
 from typing import Any, NamedTuple
 
 import jax
@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
+from t2t_jax import storage
 from t2t_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -31,18 +32,21 @@ KINDS = ("checkpoints", "best", "averaged")
 
 
 class DataIteratorHandler(ocp.CheckpointHandler):
-    """Saves each process's data iterator (anything with save(dir) / restore(dir)) in its own folder."""
+    """Saves each process's data iterator (anything with save(dir) / restore(dir) of a local folder) in its own
+    folder, through a local scratch copy: TensorFlow writes only to its own file systems."""
 
     def save(self, directory: epath.Path, args: DataIteratorSave) -> None:
-        folder = directory / f"process_{jax.process_index()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        args.iterator.save(os.fspath(folder))
+        with tempfile.TemporaryDirectory(prefix="t2t_jax-data-") as local:
+            args.iterator.save(local)
+            storage.upload_folder(local, directory / f"process_{jax.process_index()}")
 
     def restore(self, directory: epath.Path, args: DataIteratorRestore) -> Any:
         folder = directory / f"process_{jax.process_index()}"
         if not folder.exists():
             raise FileNotFoundError(f"no data iterator state for process {jax.process_index()} in {directory}")
-        args.iterator.restore(os.fspath(folder))
+        with tempfile.TemporaryDirectory(prefix="t2t_jax-data-") as local:
+            storage.download_folder(folder, local)
+            args.iterator.restore(local)
         return args.iterator
 
 
@@ -58,11 +62,6 @@ class DataIteratorRestore(ocp.args.CheckpointArgs):
     iterator: Any
 
 
-def _root(workdir: str) -> epath.Path:
-    """The workdir as orbax needs it: absolute (a relative local path is resolved; gs:// paths stay)."""
-    return epath.Path(workdir if "://" in workdir else os.path.abspath(workdir))
-
-
 def _manager(directory: epath.Path, keep: int, async_save: bool = False) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True
@@ -74,7 +73,7 @@ class Checkpoints:
     """The checkpoint folders of one workdir."""
 
     def __init__(self, workdir: str, keep: int = 5, async_save: bool = True) -> None:
-        self.root = _root(workdir)
+        self.root = storage.path(workdir)
         self.latest = _manager(self.root / "checkpoints", keep, async_save)
         self.best = _manager(self.root / "best", 1)
 
@@ -130,8 +129,7 @@ class Checkpoints:
             suffix += 1
             aside = self.root / "corrupt" / f"{step}.{suffix}"
         if jax.process_index() == 0:
-            aside.parent.mkdir(parents=True, exist_ok=True)
-            (self.latest.directory / str(step)).rename(aside)
+            storage.move_folder(self.latest.directory / str(step), aside)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices(f"t2t_jax checkpoint {step} moved aside")
         self.latest.reload()
@@ -175,14 +173,14 @@ def _any_process(flag: bool) -> bool:
 def restore_state(workdir: str, which: str, target: Any) -> tuple[Any, int]:
     """The state saved under `which` = latest | best | averaged | a step number, onto `target`."""
     kind, step = _resolve(workdir, which)
-    manager = _manager(_root(workdir) / kind, keep=1_000_000)
+    manager = _manager(storage.path(workdir) / kind, keep=1_000_000)
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     manager.close()
     return restored.state, step
 
 
 def _resolve(workdir: str, which: str) -> tuple[str, int]:
-    root = _root(workdir)
+    root = storage.path(workdir)
     if not root.exists():
         raise UserError(f"workdir {workdir} does not exist")
     kind = {"latest": "checkpoints", "best": "best", "averaged": "averaged"}.get(which, "checkpoints")
@@ -206,7 +204,7 @@ def _steps(directory: epath.Path) -> list[int]:
 def average_checkpoints(workdir: str, last: int, target: Any) -> tuple[int, list[int]]:
     """Averages the parameters of the last `last` checkpoints (the paper's checkpoint averaging) and saves
     the result, with the newest one's optimizer state, as workdir/averaged/STEP. Returns (step, averaged)."""
-    steps = _steps(_root(workdir) / "checkpoints")
+    steps = _steps(storage.path(workdir) / "checkpoints")
     if not steps:
         raise UserError(f"no checkpoints to average in {workdir}/checkpoints")
     chosen = steps[-last:]
@@ -218,7 +216,7 @@ def average_checkpoints(workdir: str, last: int, target: Any) -> tuple[int, list
         total = state.params if total is None else jax.tree_util.tree_map(jnp.add, total, state.params)
         newest = state
     params = jax.tree_util.tree_map(lambda x: x / len(chosen), total)
-    manager = _manager(_root(workdir) / "averaged", keep=1)
+    manager = _manager(storage.path(workdir) / "averaged", keep=1)
     if chosen[-1] in manager.all_steps():  # averaged again (e.g. over another N): the new average replaces it
         manager.delete(chosen[-1])
     manager.save(chosen[-1], args=ocp.args.Composite(

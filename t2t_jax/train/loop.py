@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from t2t_jax import configuration, data
+from t2t_jax import configuration, data, storage
 from t2t_jax.distributed import initialize_from_environment
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer
@@ -38,7 +37,7 @@ def accumulation_steps(config: ml_collections.ConfigDict, devices: int) -> int:
 
 
 def _check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    if not os.path.isfile(os.path.join(workdir, configuration.CONFIG_FILE)):
+    if not storage.is_file(storage.join(workdir, configuration.CONFIG_FILE)):
         return
     differences = configuration.model_differences(configuration.load_workdir_config(workdir), config)
     if differences:
@@ -156,14 +155,14 @@ class Trainer:
         from t2t_jax.translate import Translator
 
         pairs = data.eval_pairs(self.config.data, max_examples=self.config.train.bleu_examples or None)
-        # every host decodes the whole set with its own devices, from a full copy of the parameters
+        # each host decodes a share of the set with its own devices, from a full copy of the parameters
         single = jax.process_count() == 1
-        params = self.state.params if single else multihost_utils.process_allgather(self.state.params)
+        params = self.state.params if single else multihost_utils.process_allgather(self.state.params, tiled=True)
         if self._translator is None:
             mesh = self.mesh if single else sharding.decoding_mesh(self.config.mesh)
             self._translator = Translator(self.config, params, self.tokenizer, mesh=mesh)
         self._translator.set_params(params)
-        hypotheses = self._translator.translate([source for source, _ in pairs])
+        hypotheses = self._translator.translate_on_all_hosts([source for source, _ in pairs])
         return score(hypotheses, [target for _, target in pairs], self.config.data.target_lang).bleu
 
     def save(self) -> None:
@@ -180,7 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Trains (resuming from `workdir` if it holds checkpoints) until train.steps, train.max_seconds or
     SIGTERM (on any process: all stop after the same step). Returns the last train and eval metrics."""
     initialize_from_environment()  # multi-host runs: before anything asks JAX for its devices
-    os.makedirs(workdir, exist_ok=True)
+    storage.make_folder(workdir)
     _check_workdir_config(config, workdir)
     if jax.process_index() == 0:
         configuration.save_config(config, workdir)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import sys
 import time
 from typing import Any
 
 import jax
+
+from t2t_jax import storage
 
 
 def _duration(seconds: float) -> str:
@@ -26,15 +27,14 @@ class Reporter:
         if self.active:
             from tensorboardX import SummaryWriter
 
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-            self._tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._jsonl = storage.LineLog(storage.join(workdir, "metrics.jsonl"))
+            self._tensorboard = SummaryWriter(storage.join(workdir, "tensorboard"))  # gs:// too
 
     def write(self, step: int, kind: str, metrics: dict[str, float]) -> None:
         """Records `metrics` (already host floats) under `kind` (train / eval)."""
         if not self.active:
             return
-        self._jsonl.write(json.dumps({"step": step, "kind": kind, "time": round(time.time(), 3), **metrics}) + "\n")
-        self._jsonl.flush()
+        self._jsonl.write(json.dumps({"step": step, "kind": kind, "time": round(time.time(), 3), **metrics}))
         for name, value in metrics.items():
             self._tensorboard.add_scalar(f"{kind}/{name}", value, step)
         self._tensorboard.flush()

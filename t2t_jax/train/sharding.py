@@ -60,14 +60,19 @@ def make_mesh(mesh_config: Any, devices: list[jax.Device] | None = None) -> Mesh
     return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=auto)
 
 
-def decoding_mesh(mesh_config: Any) -> Mesh:
-    """This host's devices as the config's mesh, or, where that does not fit them, all on the data axis:
-    decoding (t2t-jax decode, eval, Translator) runs on one host."""
-    devices = jax.local_devices()
+def present_mesh(mesh_config: Any, devices: list[jax.Device] | None = None) -> Mesh:
+    """The devices present (default: all processes') as the config's mesh, or, where that does not fit them (a
+    model trained with mesh.fsdp=8, restored on a laptop), all on the data axis. Checkpoints restore onto any."""
     try:
         return make_mesh(mesh_config, devices)
     except UserError:
         return make_mesh(ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1)), devices)
+
+
+def decoding_mesh(mesh_config: Any) -> Mesh:
+    """This host's devices as a mesh: decoding (t2t-jax decode, eval, Translator) runs on each host by itself,
+    with a full copy of the parameters (multi-host decoding gives each host a share of the lines)."""
+    return present_mesh(mesh_config, jax.local_devices())
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
