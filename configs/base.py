@@ -22,4 +22,5 @@ def get_config():
         eval_bleu=True, bleu_examples=0,
     )
     config.decode.update(beam_size=4, alpha=0.6, max_extra_length=50)
+    config.model.dtype = "auto"  # bfloat16 compute on GPUs/TPUs (float32 parameters), float32 on CPUs
     return config

@@ -31,7 +31,7 @@ show() { printf '+'; for a in "$@"; do case "$a" in *[[:space:]]*) printf " '%s'
 run() { if [ $dry -eq 1 ]; then show "$@"; else "$@"; fi; }
 
 run gcloud compute tpus tpu-vm create "$name" --zone="$zone" --accelerator-type="$accelerator" --version="$version"
-setup="git clone $repo t2t-jax 2>/dev/null || git -C t2t-jax pull; cd t2t-jax && python3 -m pip install -q -e . "jax[tpu]""
+setup="git clone $repo t2t-jax 2>/dev/null || git -C t2t-jax pull; cd t2t-jax && python3 -m pip install -q -e '.[tpu]'"
 run gcloud compute tpus tpu-vm ssh "$name" --zone="$zone" --worker=all --command="$setup"
 train="cd t2t-jax && T2T_TPU_POD=1 t2t-jax train --config $config --workdir $workdir ${extra[*]:-}"
 run gcloud compute tpus tpu-vm ssh "$name" --zone="$zone" --worker=all --command="$train"

@@ -137,7 +137,7 @@ def bench_train(config: ml_collections.ConfigDict, vocab_size: int, batch: int, 
     flops = analytic_train_flops(model_cfg, batch, length, length)
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    peak, peak_source = device_peak(config.model.dtype)
+    peak, peak_source = device_peak(model_cfg.dtype.name)
     memory = compiled.memory_analysis()
     stats = jax.devices()[0].memory_stats() or {}
     return {

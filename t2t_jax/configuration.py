@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -100,12 +101,20 @@ def _parse(text: str, current: Any, key: str) -> Any:
     return text
 
 
+def compute_dtype(name: str) -> jnp.dtype:
+    """model.dtype: a dtype name, or "auto": bfloat16 on GPUs and TPUs (their matmul units' type; parameters,
+    logits, softmax and loss stay float32), float32 on CPUs (which have no fast bfloat16 matmul)."""
+    if name == "auto":
+        return jnp.dtype(jnp.bfloat16 if jax.default_backend() in ("gpu", "tpu") else jnp.float32)
+    return jnp.dtype(name)
+
+
 def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> TransformerConfig:
     """The TransformerConfig of config.model for a shared vocabulary of `vocab_size`."""
     fields = dict(config.model)
     fields["d_k"] = fields["d_k"] or None
     fields["d_v"] = fields["d_v"] or None
-    fields["dtype"] = jnp.dtype(fields["dtype"])
+    fields["dtype"] = compute_dtype(fields["dtype"])
     fields["param_dtype"] = jnp.dtype(fields["param_dtype"])
     try:
         return TransformerConfig(vocab_size=vocab_size, **fields)

@@ -17,7 +17,7 @@ def test_tpu_pod_creates_the_vm_installs_and_trains_on_all_workers():
     assert len(commands) == 3
     assert commands[0].startswith("gcloud compute tpus tpu-vm create t2t --zone=us-central2-b --accelerator-type=v4-32")
     assert all("--worker=all" in command for command in commands[1:])
-    assert "pip install" in commands[1]
+    assert "pip install -q -e '.[tpu]'" in commands[1]  # the README's TPU install
     assert "T2T_TPU_POD=1 t2t-jax train --config configs/big.py --workdir gs://bucket/big" in commands[2]
 
 

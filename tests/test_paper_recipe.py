@@ -84,3 +84,14 @@ def test_the_wmt14_recipe_trains_on_mocked_tfds_data(tmp_path):
     losses = train_losses(str(tmp_path / name))
     assert sorted(losses) == [1, 2] and all(np.isfinite(list(losses.values())))
     assert "bleu" in result["eval"] and np.isfinite(result["eval"]["loss"])
+
+
+@pytest.mark.parametrize("name", ["base", "big"])
+@pytest.mark.parametrize("backend,compute", [("cpu", jnp.float32), ("gpu", jnp.bfloat16), ("tpu", jnp.bfloat16)])
+def test_base_and_big_compute_in_bfloat16_on_accelerators_and_float32_on_cpus(name, backend, compute, monkeypatch):
+    config = load_config(os.path.join(ROOT, "configs", f"{name}.py"))
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    model = model_config(config, PAPER_VOCAB)
+    assert (model.dtype, model.param_dtype) == (jnp.dtype(compute), jnp.dtype(jnp.float32))
+    config.model.dtype = "float32"  # set explicitly: kept on any backend
+    assert model_config(config, PAPER_VOCAB).dtype == jnp.dtype(jnp.float32)

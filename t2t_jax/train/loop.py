@@ -209,7 +209,8 @@ def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
         f"training {first_step} -> {cfg.steps} steps on {jax.device_count()} {jax.devices()[0].platform} device(s), "
         f"mesh {dict(trainer.mesh.shape)}, ~{trainer.tokens_per_update:,} tokens per update (per side: "
         f"{trainer.accumulation} microbatch(es) x {trainer.config.data.batch_tokens} x {jax.device_count()} devices), "
-        f"vocabulary {trainer.tokenizer.vocab_size}"
+        f"vocabulary {trainer.tokenizer.vocab_size}, compute {trainer.model_cfg.dtype.name} "
+        f"(parameters {trainer.model_cfg.param_dtype.name})"
     )
     started, interval_start, interval_tokens, interval_sums = time.time(), time.time(), 0, None
     previous_seconds = float(trainer.meta.get("train_seconds", 0.0))
