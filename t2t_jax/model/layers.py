@@ -39,6 +39,13 @@ class Dropout(nn.Module):
         return jnp.where(keep, inputs * scale, jnp.zeros((), inputs.dtype))
 
 
+def constrain(activations: Array, *axes: str) -> Array:
+    """Names the axes of an activation for the sharding rules (t2t_jax.train.sharding), so that XLA keeps it split
+    that way instead of guessing from the parameters' layout. Outside a mesh with rules (a user's own project,
+    one device) it does nothing."""
+    return nn.with_logical_constraint(activations, axes)
+
+
 class Embedding(nn.Module):
     """A token embedding matrix [vocab, d_model] used for lookup (scaled by sqrt(d_model)) and, when shared,
     for the pre-softmax projection (paper 3.4)."""
@@ -56,11 +63,12 @@ class Embedding(nn.Module):
 
     def __call__(self, ids: Array) -> Array:  # [batch, length] -> [batch, length, d_model]
         cfg = self.config
-        embedded = jnp.take(self.embedding, ids, axis=0).astype(cfg.dtype)
+        table = constrain(self.embedding, "vocab", "act_embed")  # gathered whole along d_model for the lookup
+        embedded = constrain(jnp.take(table, ids, axis=0).astype(cfg.dtype), "batch", "length", "act_embed")
         return embedded * jnp.sqrt(cfg.d_model).astype(cfg.dtype) if cfg.scale_embeddings else embedded
 
     def attend(self, hidden: Array) -> Array:  # [batch, length, d_model] -> float32 [batch, length, vocab]
-        return output_logits(hidden, self.embedding.astype(self.config.dtype))
+        return constrain(output_logits(hidden, self.embedding.astype(self.config.dtype)), "batch", "length", "vocab")
 
 
 @jax.custom_vjp
@@ -123,6 +131,7 @@ class FeedForward(nn.Module):
             )
 
         hidden = nn.relu(dense(cfg.d_ff, ("embed", "mlp"), "wi")(inputs))  # [batch, length, d_ff]
+        hidden = constrain(hidden, "batch", "length", "mlp")
         hidden = Dropout(cfg.relu_dropout_rate)(hidden, deterministic=self.deterministic)
         return dense(cfg.d_model, ("mlp", "embed"), "wo")(hidden)
 
@@ -154,4 +163,5 @@ class Residual(nn.Module):
 
     def __call__(self, inputs: Array, sublayer_output: Array) -> Array:
         summed = inputs + self.dropout(sublayer_output, deterministic=self.deterministic)
-        return summed if self.config.norm_placement == "pre" else self.norm(summed)
+        output = summed if self.config.norm_placement == "pre" else self.norm(summed)
+        return constrain(output, "batch", "length", "act_embed")  # the residual stream: split by batch only

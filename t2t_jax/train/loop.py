@@ -94,13 +94,14 @@ class Trainer:
     def _compile(self, model: Transformer, optimizer: Any, state_shardings: Any) -> None:
         smoothing = self.config.train.label_smoothing
         batch, replicated = self.batch_sharding, sharding.NamedSharding(self.mesh, sharding.PartitionSpec())
+        on_mesh = functools.partial(sharding.under_rules, mesh=self.mesh)  # the model's activation constraints
         self.train_step = jax.jit(
-            functools.partial(step.train_step, model=model, optimizer=optimizer, label_smoothing=smoothing),
+            on_mesh(functools.partial(step.train_step, model=model, optimizer=optimizer, label_smoothing=smoothing)),
             in_shardings=(state_shardings, batch, replicated), out_shardings=(state_shardings, replicated),
             donate_argnums=0,
         )
         self.compute_gradients = jax.jit(
-            functools.partial(step.compute_gradients, model=model, label_smoothing=smoothing),
+            on_mesh(functools.partial(step.compute_gradients, model=model, label_smoothing=smoothing)),
             in_shardings=(state_shardings.params, batch, replicated),
             out_shardings=(state_shardings.params, replicated),
         )
@@ -111,7 +112,7 @@ class Trainer:
             out_shardings=(state_shardings, replicated), donate_argnums=0,
         )
         self.eval_step = jax.jit(
-            functools.partial(step.eval_step, model=model, label_smoothing=smoothing),
+            on_mesh(functools.partial(step.eval_step, model=model, label_smoothing=smoothing)),
             in_shardings=(state_shardings.params, batch), out_shardings=replicated,
         )
 

@@ -25,6 +25,7 @@ BATCH_AXES = ("data", "fsdp")
 LOGICAL_RULES = (
     ("batch", BATCH_AXES),
     ("embed", "fsdp"),
+    ("act_embed", None),  # d_model of activations (the residual stream): whole on each device
     ("vocab", "tensor"),
     ("mlp", "tensor"),
     ("heads", "tensor"),
@@ -105,6 +106,17 @@ def _divisible(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> Parti
         group = (names,) if isinstance(names, str) else tuple(names or ())
         axes.append(names if size % math.prod(mesh.shape[name] for name in group) == 0 else None)
     return PartitionSpec(*axes)
+
+
+def under_rules(function: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
+    """`function`, traced with `mesh` and LOGICAL_RULES in force, so that the model's activation constraints
+    (t2t_jax.model.layers.constrain) apply. Jit the result."""
+
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), nn.logical_axis_rules(LOGICAL_RULES):
+            return function(*args, **kwargs)
+
+    return traced
 
 
 def sharded_init(init_fn: Callable[[], Any], mesh: Mesh) -> tuple[Any, Any]:
