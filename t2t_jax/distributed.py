@@ -101,3 +101,11 @@ def agree(error: str | None) -> None:
     failed = [f"process {index}: {text}" for index, text in enumerate(errors) if text is not None]
     if failed:
         raise UserError(error if len(errors) == 1 else "; ".join(failed))
+
+
+def wait_for_all(name: str, timeout_s: float) -> None:
+    """A barrier of all processes through jax.distributed's coordination service (no device collective, so it
+    can wait for hours: a host preparing a dataset). `name` must be new for each barrier of a run."""
+    import orbax.checkpoint as ocp
+
+    ocp.multihost.sync_global_processes(name, timeout=int(timeout_s), processes=set(range(jax.process_count())))

@@ -17,6 +17,7 @@ _EXPORTS = {
     "train_iterator": "t2t_jax.data.pipeline",
     "eval_batches": "t2t_jax.data.pipeline",
     "eval_pairs": "t2t_jax.data.pipeline",
+    "prepare_tfds_sources": "t2t_jax.data.pipeline",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -25,11 +25,12 @@ import tensorflow as tf
 from t2t_jax.data import batching, examples, packing, sources
 from t2t_jax.data.settings import DataSettings
 from t2t_jax.data.tokenizer import Tokenizer
-from t2t_jax.data.uris import AlgorithmicUri, SourceUri, parse_mixture
+from t2t_jax.data.uris import AlgorithmicUri, SourceUri, TfdsUri, parse_mixture
 from t2t_jax.data.vocabulary import build_vocabulary
 from t2t_jax.errors import UserError
 
-__all__ = ["TrainIterator", "build_vocabulary", "eval_batches", "eval_pairs", "train_iterator"]
+__all__ = ["TrainIterator", "build_vocabulary", "eval_batches", "eval_pairs", "prepare_tfds_sources",
+           "train_iterator"]
 
 Batch = dict[str, np.ndarray]
 _CHECKPOINT_PREFIX = "data_iterator"
@@ -220,6 +221,17 @@ def _ran_out_message(settings: DataSettings) -> str:
     return (f"the training data {settings.train!r} ran out: no example has at most {max_source} source and "
             f"{max_target} target tokens (EOS included); raise data.max_source_length / data.max_target_length"
             + (" / data.pack_length" if settings.packing else ""))
+
+
+def prepare_tfds_sources(data_config: object) -> list[str]:
+    """Prepares (downloads and converts) every tfds: source of data.train and data.eval that is not prepared in
+    data.tfds_data_dir yet, on this host. Returns the names it prepared."""
+    settings = DataSettings.from_config(data_config)
+    uris = [uri for uri, _ in parse_mixture(settings.require_train())]
+    if settings.eval.strip():
+        uris.append(_eval_uri(settings))
+    names = dict.fromkeys(uri.name for uri in uris if isinstance(uri, TfdsUri))
+    return [name for name in names if sources.prepare_tfds(TfdsUri(name, None), settings)]
 
 
 def _eval_uri(settings: DataSettings) -> SourceUri:

@@ -110,7 +110,19 @@ def _tfds_dataset(
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _tfds_builder(uri: TfdsUri, settings: DataSettings, process_count: int) -> tfds.core.DatasetBuilder:
+def prepare_tfds(uri: TfdsUri, settings: DataSettings) -> bool:
+    """Downloads and prepares a TFDS source into data.tfds_data_dir unless it is prepared there already.
+    True when it prepared it."""
+    builder = _tfds_builder(uri, settings, process_count=1, prepare=False)
+    if builder.is_prepared():
+        return False
+    _prepare(builder, uri, process_count=1)
+    return True
+
+
+def _tfds_builder(
+    uri: TfdsUri, settings: DataSettings, process_count: int, prepare: bool = True
+) -> tfds.core.DatasetBuilder:
     import tensorflow_datasets as tfds
 
     data_dir = settings.tfds_data_dir or None
@@ -123,15 +135,15 @@ def _tfds_builder(uri: TfdsUri, settings: DataSettings, process_count: int) -> t
         if lang not in features:
             raise UserError(f"data.{field}={lang!r} is not a feature of TFDS {uri.name} "
                             f"(it has: {', '.join(sorted(features))})")
-    if not builder.is_prepared():
+    if prepare and not builder.is_prepared():
         _prepare(builder, uri, process_count)
     return builder
 
 
 def _prepare(builder: tfds.core.DatasetBuilder, uri: TfdsUri, process_count: int) -> None:
     if process_count > 1:
-        raise UserError(f"TFDS {uri.name} is not prepared in {builder.data_dir}: run "
-                        f"`tfds build {uri.name}` with that data dir once before a multi-host run")
+        raise UserError(f"TFDS {uri.name} is not prepared in {builder.data_dir} (training prepares it on every "
+                        f"host first; here, run `tfds build {uri.name} --data_dir ...` on each host)")
     _log.warning("downloading and preparing TFDS %s into %s (once)", uri.name, builder.data_dir)
     try:
         builder.download_and_prepare()

@@ -19,7 +19,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from t2t_jax import configuration, data, storage
-from t2t_jax.distributed import initialize_from_environment
+from t2t_jax.distributed import agree, initialize_from_environment, wait_for_all
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer
 from t2t_jax.train import checkpoint, sharding, step
@@ -53,6 +53,7 @@ class Trainer:
     def __init__(self, config: ml_collections.ConfigDict, workdir: str) -> None:
         self.config, self.workdir = config, workdir
         self.reporter = Reporter(workdir, config.train.steps)
+        _prepare_data(config, self.reporter)
         self.tokenizer = data.build_vocabulary(config.data, workdir)
         self.model_cfg, optimizer, init = train_setup(config, self.tokenizer.vocab_size)
         self.mesh = sharding.make_mesh(config.mesh)
@@ -174,6 +175,33 @@ class Trainer:
         if self.meta["best_score"] is None or score > self.meta["best_score"]:
             self.meta.update(best_score=score, best_step=int(self.state.step))
             self.checkpoints.save_best(int(self.state.step), self.state, self.meta)
+
+
+# How long the other hosts wait for process 0 to prepare a TFDS dataset (WMT14 en-de: about an hour).
+PREPARE_TIMEOUT_S = 6 * 3600
+
+
+def _prepare_data(config: ml_collections.ConfigDict, reporter: Reporter) -> None:
+    """TFDS sources are prepared before anything reads them. On several hosts process 0 prepares first; then each
+    other host finds them prepared (a data_dir all hosts share: gs://, NFS) or prepares its own copy (a data_dir
+    on each host's own disk). A failure on any host is one error on all of them."""
+    if "tfds:" not in f"{config.data.train},{config.data.eval}":
+        return
+    if jax.process_count() == 1:
+        for name in data.prepare_tfds_sources(config.data):
+            reporter.say(f"prepared TFDS {name} in {config.data.tfds_data_dir or 'the default data dir'}")
+        return
+    for turn, mine in (("process 0", jax.process_index() == 0), ("the other processes", jax.process_index() > 0)):
+        error = None
+        if mine:
+            try:
+                prepared = data.prepare_tfds_sources(config.data)
+                if prepared:
+                    print(f"process {jax.process_index()} prepared TFDS {', '.join(prepared)}", flush=True)
+            except UserError as problem:
+                error = str(problem)
+        wait_for_all(f"t2t_jax TFDS prepared by {turn}", PREPARE_TIMEOUT_S)
+        agree(error)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
