@@ -35,6 +35,13 @@ def _slurm_coordinator() -> str:
 _initialized = False
 
 
+def _heartbeat_timeout() -> int:
+    """Seconds after which the surviving processes of a run whose host died (killed, out of memory, a lost VM)
+    are terminated by jax.distributed, instead of waiting in a collective forever: T2T_HEARTBEAT_TIMEOUT_S, 100 by
+    default (JAX's). Their last checkpoint is intact; run again to resume."""
+    return int(os.environ.get("T2T_HEARTBEAT_TIMEOUT_S", "100"))
+
+
 def initialize_from_environment() -> None:
     """Calls jax.distributed.initialize (once) when the environment describes more than one process."""
     global _initialized
@@ -46,15 +53,15 @@ def initialize_from_environment() -> None:
     if "T2T_COORDINATOR" in env:
         jax.distributed.initialize(
             coordinator_address=env["T2T_COORDINATOR"], num_processes=int(env["T2T_NUM_PROCESSES"]),
-            process_id=int(env["T2T_PROCESS_ID"]),
+            process_id=int(env["T2T_PROCESS_ID"]), heartbeat_timeout_seconds=_heartbeat_timeout(),
         )
     elif int(env.get("SLURM_NTASKS", "1")) > 1:
         jax.distributed.initialize(
             coordinator_address=_slurm_coordinator(), num_processes=int(env["SLURM_NTASKS"]),
-            process_id=int(env["SLURM_PROCID"]),
+            process_id=int(env["SLURM_PROCID"]), heartbeat_timeout_seconds=_heartbeat_timeout(),
         )
     elif env.get("T2T_TPU_POD") == "1":
-        jax.distributed.initialize()
+        jax.distributed.initialize(heartbeat_timeout_seconds=_heartbeat_timeout())
     else:
         return
     _initialized = True

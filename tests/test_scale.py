@@ -268,3 +268,44 @@ def test_an_update_holds_the_same_tokens_on_1_2_and_8_devices(tmp_path):
     for devices, tokens in reports_by_devices.items():  # 16-token examples packed into rows of 32: no rounding
         assert tokens == one, (devices, tokens, one)
     assert 700 <= one[0] <= 1024, one  # target tokens (EOS included) of 1024 padded positions
+
+
+# Two processes that train with a checkpoint every 2 steps, until something stops them.
+CHECKPOINTING = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, "tests")
+    from train_helpers import reverse_config
+    from t2t_jax.train.loop import train_and_evaluate
+    config = reverse_config(steps=100000, log_every=1, eval_every=100000, checkpoint_every=2)
+    config.model.update(num_heads=8, d_model=64, d_ff=128)
+    config.data.batch_tokens = 64  # per device
+    train_and_evaluate(config, sys.argv[1])
+""")
+
+
+def test_a_host_that_dies_ends_the_other_within_the_heartbeat_timeout_and_the_run_resumes(tmp_path):
+    """Host 1 is killed (SIGKILL: no handler runs, as when a VM is lost). Host 0 must not wait in its next
+    collective forever: jax.distributed's heartbeat ends it (T2T_HEARTBEAT_TIMEOUT_S, here 10 s). The checkpoints
+    written before are intact: the run resumes on one process from the newest."""
+    workdir = tmp_path / "w"
+    port = free_port()
+    hosts = [subprocess.Popen([sys.executable, "-c", CHECKPOINTING, str(workdir)], cwd=ROOT, env={
+        **os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+        "T2T_HEARTBEAT_TIMEOUT_S": "10", **distributed_env(port, rank)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for rank in range(2)]
+    deadline = time.time() + 240
+    while time.time() < deadline and len(logged_steps(workdir)) < 5 and hosts[0].poll() is None:
+        time.sleep(0.2)
+    hosts[1].kill()
+    killed = time.time()
+    try:
+        hosts[0].communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        hosts[0].kill()
+        pytest.fail("host 0 still ran 90 s after host 1 died")
+    assert hosts[0].returncode != 0 and time.time() - killed < 90
+    saved = sorted(int(name) for name in os.listdir(workdir / "checkpoints") if name.isdigit())
+    assert saved and not (workdir / "corrupt").exists(), saved
+    report(run(2, (2, 1, 1), saved[-1] + 2, workdir))
+    assert str(saved[-1] + 2) in os.listdir(workdir / "checkpoints")
+    assert not (workdir / "corrupt").exists()
