@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", default="", help="also write the results here")
     bench.add_argument("--profile", default="", help="trace 3 train steps into this folder; print the busiest ops")
 
+    plan = sub.add_parser("plan", help="compile the train step ahead of time for a TPU slice (or this CPU): "
+                                       "memory per chip, FLOPs, the largest batch that fits")
+    plan.add_argument("--config", required=True)
+    plan.add_argument("--target", default="cpu", help="v4-8 | v4-32 | v5e-4 | v5e-16 | v5p-8 | cpu")
+    plan.add_argument("--no_search", action="store_true", help="skip the search for the largest batch")
+    plan.add_argument("--json", default="", help="also write the results here")
+
     attention = sub.add_parser("attention", help="draw a model's attention for a sentence (.png or .html)")
     decoding_options(attention)
     attention.add_argument("--source", required=True, help="the source sentence (not a file)")
@@ -213,6 +220,33 @@ def run_attention(args: argparse.Namespace, overrides: list[tuple[str, str]]) ->
 
 
 @command
+def run_plan(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
+    import json
+
+    os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")  # no TPU metadata server to ask: this is not a TPU VM
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # no chip is opened: other processes may plan too
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")  # libtpu's start-up asks; a described slice has none
+    import jax
+
+    jax.config.update("jax_platforms", "cpu")  # TPU targets are described, not attached
+    from t2t_jax.configuration import load_config
+    from t2t_jax.plan import HEADROOM, plan, report_lines
+
+    result = plan(load_config(args.config, overrides), args.target, search=not args.no_search)
+    for line in report_lines(result):
+        print(line)
+    if args.json:
+        storage.write_atomically(args.json, json.dumps(result, indent=1).encode())
+    if not result["fits"]:
+        largest = result.get("largest_batch_tokens")
+        raise UserError(
+            f"on {args.target} the step needs {result['peak_gib']} GiB per chip, more than {HEADROOM:.0%} of "
+            f"{result['chip_memory_gib']} GiB: lower data.batch_tokens"
+            + (f" (at most {largest})" if largest else "") + " or split the parameters over more chips (mesh.fsdp)"
+        )
+
+
+@command
 def run_bench(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
     import json
 
@@ -265,8 +299,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rest, overrides = _split_overrides(argv)
         args = _parser().parse_args(rest)
-        if overrides and args.command not in ("train", "bench"):
-            raise UserError("--config.KEY=VALUE overrides apply to train and bench; decoding uses the workdir's config")
+        if overrides and args.command not in ("train", "bench", "plan"):
+            raise UserError("--config.KEY=VALUE overrides apply to train, bench and plan; decoding uses the "
+                            "workdir's config")
         COMMANDS[args.command](args, overrides)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,7 +8,6 @@ vocabulary -> model and optimizer -> state (restored from the workdir, or create
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from typing import Any
@@ -24,6 +23,7 @@ from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer
 from t2t_jax.train import checkpoint, sharding, step
 from t2t_jax.train.optim import learning_rate_schedule
+from t2t_jax.train.programs import jit_programs
 from t2t_jax.train.reporting import Reporter, host_metrics
 from t2t_jax.train.state import train_setup
 from t2t_jax.train.stopping import SIGTERM, TIME_BUDGET, SigtermFlag, StopVote
@@ -93,29 +93,9 @@ class Trainer:
                                    devices=jax.local_device_count(), seed=seed)
 
     def _compile(self, model: Transformer, optimizer: Any, state_shardings: Any) -> None:
-        smoothing = self.config.train.label_smoothing
-        batch, replicated = self.batch_sharding, sharding.NamedSharding(self.mesh, sharding.PartitionSpec())
-        on_mesh = functools.partial(sharding.under_rules, mesh=self.mesh)  # the model's activation constraints
-        self.train_step = jax.jit(
-            on_mesh(functools.partial(step.train_step, model=model, optimizer=optimizer, label_smoothing=smoothing)),
-            in_shardings=(state_shardings, batch, replicated), out_shardings=(state_shardings, replicated),
-            donate_argnums=0,
-        )
-        self.compute_gradients = jax.jit(
-            on_mesh(functools.partial(step.compute_gradients, model=model, label_smoothing=smoothing)),
-            in_shardings=(state_shardings.params, batch, replicated),
-            out_shardings=(state_shardings.params, replicated),
-        )
-        self.add = jax.jit(step.add_trees, donate_argnums=0)
-        self.apply_gradients = jax.jit(
-            functools.partial(step.apply_gradients, optimizer=optimizer),
-            in_shardings=(state_shardings, state_shardings.params, replicated),
-            out_shardings=(state_shardings, replicated), donate_argnums=0,
-        )
-        self.eval_step = jax.jit(
-            on_mesh(functools.partial(step.eval_step, model=model, label_smoothing=smoothing)),
-            in_shardings=(state_shardings.params, batch), out_shardings=replicated,
-        )
+        programs = jit_programs(model, optimizer, self.config.train.label_smoothing, state_shardings, self.mesh)
+        self.train_step, self.compute_gradients = programs.train_step, programs.compute_gradients
+        self.add, self.apply_gradients, self.eval_step = programs.add, programs.apply_gradients, programs.eval_step
 
     def update(self, batches: list[dict[str, np.ndarray]]) -> dict[str, Any]:
         """One optimizer update from `accumulation` microbatches."""
