@@ -125,3 +125,20 @@ def test_an_input_missing_on_one_host_is_one_error_on_both(workdir, sources_file
         last = err.strip().splitlines()[-1]
         assert code == 2 and "Traceback" not in err, err[-3000:]
         assert last.startswith("error: process 1: input file") and "does not exist" in last, last
+
+
+def test_a_diverging_run_ends_both_hosts_with_one_error_and_keeps_its_checkpoints(workdir, tmp_path):
+    """The loss is a global sum, so every host sees it become nan at the same step: both exit 2 with the same
+    line after the same step, none waits in a collective, and the checkpoints already saved stay as they were."""
+    import shutil
+
+    copy = str(tmp_path / "run")
+    shutil.copytree(workdir, copy)
+    before = sorted(os.listdir(os.path.join(copy, "checkpoints")))
+    diverging = ["train", *TRAIN, "--workdir", copy, f"--config.train.steps={STEPS + 4}",
+                 "--config.train.eval_every=1000", "--config.train.learning_rate=nan"]
+    results = two_processes(diverging, diverging)
+    lines = [err.strip().splitlines()[-1] for _, _, err in results]
+    assert [code for code, _, _ in results] == [2, 2], [err[-2000:] for _, _, err in results]
+    assert lines[0] == lines[1] and "loss became nan" in lines[0], lines
+    assert sorted(os.listdir(os.path.join(copy, "checkpoints"))) == before

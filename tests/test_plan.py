@@ -66,7 +66,8 @@ def test_the_step_compiles_for_a_v5e_slice_with_every_parameter_sharded_by_the_r
     config = small_config(data=2, fsdp=2)
     config.model.dtype = "auto"  # resolved for the target's chips, not for this CPU process
     report = plan(config, "v5e-4", search=False)
-    assert report["compute_dtype"] == "bfloat16" and report["fits"] and 0 < report["state_gib"] < report["peak_gib"] < 16 and report["flops_per_chip"] > 0
+    assert report["compute_dtype"] == "bfloat16" and report["fits"] and report["flops_per_chip"] > 0
+    assert 0 < report["state_gib"] < report["peak_gib"] < 16
 
 
 @needs_libtpu
