@@ -31,7 +31,7 @@ def default_config() -> ml_collections.ConfigDict:
         d_model=512, d_ff=2048, num_heads=8, d_k=0, d_v=0, num_encoder_layers=6, num_decoder_layers=6,
         dropout_rate=0.1, attention_dropout_rate=0.0, relu_dropout_rate=0.0, max_length=1024,
         position_encoding="sinusoidal", norm_placement="post", share_embeddings="all", scale_embeddings=True,
-        dtype="float32", param_dtype="float32", scan_layers=False, remat="none",
+        dtype="float32", param_dtype="float32", scan_layers=False, remat="none", attention_chunk=0,
     )
     config.data = dict(
         train="", eval="", source_lang="en", target_lang="de", tfds_data_dir="", vocab_path="", vocab_size=32000,
@@ -135,9 +135,13 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(storage.read_bytes(path)))
 
 
+_HOW_NOT_WHAT = ("attention_chunk",)  # model settings that change how the same function is computed, not which
+
+
 def model_differences(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict) -> list[str]:
     """Settings that change the model's shape or vocabulary between two configs."""
-    keys = [f"model.{k}" for k in new.model] + [f"data.{k}" for k in ("vocab_size", "vocab_path", "vocab_model_type")]
+    keys = [f"model.{k}" for k in new.model if k not in _HOW_NOT_WHAT]
+    keys += [f"data.{k}" for k in ("vocab_size", "vocab_path", "vocab_model_type")]
     differences = []
     for key in keys:
         section, name = key.split(".")

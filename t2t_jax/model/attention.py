@@ -46,6 +46,41 @@ def attention_mask(
     return mask
 
 
+def chunked_attention(
+    query: Array,  # [batch, heads, q_length, key_size], already scaled by 1/sqrt(key_size)
+    key: Array,  # [batch, heads, kv_length, key_size]
+    value: Array,  # [batch, heads, kv_length, value_size]
+    mask: Array | None,  # [batch, 1, q_length or 1, kv_length] bool
+    chunk: int,
+) -> Array:  # [batch, heads, q_length, value_size]
+    """softmax(Q K^T) V one chunk of queries at a time (a scan), each chunk recomputed in the backward pass: the
+    [q_length, kv_length] logits never exist whole, so memory grows linearly with the length. Exact: each query's
+    softmax sees all its keys. Softmax in float32, products in the compute dtype, as in the whole version."""
+    batch, heads, q_length, key_size = query.shape
+    chunks = -(-q_length // chunk)
+    padded = chunks * chunk
+    query = jnp.pad(query, ((0, 0), (0, 0), (0, padded - q_length), (0, 0)))
+    queries = query.reshape(batch, heads, chunks, chunk, key_size).transpose(2, 0, 1, 3, 4)
+    if mask is None:
+        mask = jnp.ones((batch, 1, 1, key.shape[2]), bool)
+    if mask.shape[2] == 1:  # the same keys for every query: shared by all chunks
+        masks = jnp.broadcast_to(mask[None], (chunks, *mask.shape))
+    else:
+        mask = jnp.pad(mask, ((0, 0), (0, 0), (0, padded - q_length), (0, 0)))
+        masks = mask.reshape(batch, 1, chunks, chunk, mask.shape[-1]).transpose(2, 0, 1, 3, 4)
+
+    @jax.checkpoint
+    def one_chunk(pair: tuple[Array, Array]) -> Array:
+        query_chunk, mask_chunk = pair  # [batch, heads, chunk, key_size], [batch, 1, chunk or 1, kv_length]
+        logits = jnp.einsum("bhqd,bhkd->bhqk", query_chunk, key).astype(jnp.float32)
+        weights = jax.nn.softmax(jnp.where(mask_chunk, logits, NEG_INF), axis=-1)
+        return jnp.einsum("bhqk,bhkd->bhqd", weights.astype(value.dtype), value)
+
+    attended = jax.lax.map(one_chunk, (queries, masks))  # [chunks, batch, heads, chunk, value_size]
+    attended = attended.transpose(1, 2, 0, 3, 4).reshape(batch, heads, padded, value.shape[-1])
+    return attended[:, :, :q_length]
+
+
 def _dense_init(names: tuple[str, ...], in_axis: int | tuple[int, ...], out_axis: int | tuple[int, ...]) -> Any:
     # T2T's uniform_unit_scaling with gain 1.0 == Glorot uniform over the flattened (fan_in, fan_out).
     init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=in_axis, out_axis=out_axis)
@@ -102,6 +137,8 @@ class MultiHeadAttention(nn.Module):
     ) -> Array:  # [batch, heads, q_length, value_size]
         cfg = self.config
         query = query / jnp.sqrt(cfg.key_size).astype(query.dtype)
+        if cfg.attention_chunk and not key_transposed and query.shape[2] > cfg.attention_chunk:
+            return chunked_attention(query, key, value, mask, cfg.attention_chunk)
         pattern = "bhqd,bhdk->bhqk" if key_transposed else "bhqd,bhkd->bhqk"
         # the product in the compute dtype (so is its gradient), the softmax in float32
         logits = jnp.einsum(pattern, query, key).astype(jnp.float32)

@@ -28,7 +28,9 @@ class TransformerConfig:
     norm_placement: 'post' = LayerNorm(x + Sublayer(x)) as in the paper; 'pre' = x + Sublayer(LayerNorm(x)) with a
     final LayerNorm, T2T's v2 default. dropout_rate is the paper's P_drop (residuals and embedding sums);
     attention_dropout_rate and relu_dropout_rate are T2T's extra dropouts. decode=True builds the
-    single-step, KV-cached variant used by `t2t_jax.decoding`.
+    single-step, KV-cached variant used by `t2t_jax.decoding`. attention_chunk > 0 computes attention over
+    query chunks of that size, each recomputed in the backward pass, so that no [length, length] array is held:
+    memory linear in the length, the same result (model/attention.py, chunked_attention).
     """
 
     vocab_size: int
@@ -54,6 +56,7 @@ class TransformerConfig:
     decode: bool = False
     scan_layers: bool = False
     remat: Remat = "none"
+    attention_chunk: int = 0  # > 0: attention over query chunks of this size, memory linear in length
 
     def __post_init__(self) -> None:
         if self.share_embeddings not in ("none", "target", "all"):
@@ -68,6 +71,10 @@ class TransformerConfig:
             raise ValueError("share_embeddings='all' needs one shared vocabulary (target_vocab_size=None)")
         if (self.d_k is None or self.d_v is None) and self.d_model % self.num_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by num_heads {self.num_heads}")
+        if self.attention_chunk < 0:
+            raise ValueError(f"attention_chunk must be 0 (whole) or a positive chunk size, got {self.attention_chunk}")
+        if self.attention_chunk and self.attention_dropout_rate:
+            raise ValueError("attention_chunk needs attention_dropout_rate 0 (no dropout inside the chunks)")
         if self.position_encoding == "sinusoidal" and self.d_model % 2:
             raise ValueError("sinusoidal positions need an even d_model")
 

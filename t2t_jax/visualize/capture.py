@@ -43,7 +43,7 @@ def attention_weights(
 ) -> dict[str, np.ndarray]:
     """float32 weights per kind: encoder [layers, batch, heads, S, S], decoder [layers, batch, heads, T, T],
     cross [layers, batch, heads, T, S]. Row t of decoder and cross is the query that predicts targets[:, t]."""
-    config = config.replace(decode=False, remat="none")
+    config = config.replace(decode=False, remat="none", attention_chunk=0)  # whole weights, to be sown
     intermediates = _forward(
         config, params, inputs, targets, inputs_segmentation, inputs_positions, targets_segmentation,
         targets_positions,
