@@ -15,6 +15,8 @@ import os
 
 from etils import epath
 
+from t2t_jax.errors import UserError
+
 os.environ.setdefault("EPATH_USE_TF", "false")
 if os.environ.get("STORAGE_EMULATOR_HOST"):
     os.environ.setdefault("TENSORSTORE_GCS_HTTP_URL", os.environ["STORAGE_EMULATOR_HOST"])
@@ -33,8 +35,6 @@ def path(location: str | os.PathLike) -> epath.Path:
     location = os.fspath(location)
     if is_remote(location):
         if not location.startswith(SCHEMES):
-            from t2t_jax.errors import UserError
-
             raise UserError(f"{location}: unsupported storage scheme (use a local path or {', '.join(SCHEMES)})")
         return epath.Path(location)
     return epath.Path(os.path.abspath(os.path.expanduser(location)))
