@@ -36,9 +36,15 @@ class Bucket:
         self.host = host
 
     def names(self, prefix=""):
-        query = urllib.parse.urlencode({"prefix": prefix})
-        with urllib.request.urlopen(f"{self.host}/storage/v1/b/{BUCKET}/o?{query}") as response:
-            return sorted(item["name"] for item in json.load(response).get("items", []))
+        names, token = [], None
+        while True:  # the listing comes in pages
+            query = urllib.parse.urlencode({"prefix": prefix, **({"pageToken": token} if token else {})})
+            with urllib.request.urlopen(f"{self.host}/storage/v1/b/{BUCKET}/o?{query}") as response:
+                page = json.load(response)
+            names += [item["name"] for item in page.get("items", [])]
+            token = page.get("nextPageToken")
+            if not token:
+                return sorted(names)
 
     def read(self, name):
         with urllib.request.urlopen(f"{self.host}/storage/v1/b/{BUCKET}/o/{urllib.parse.quote(name, safe='')}"
@@ -160,14 +166,23 @@ def test_the_run_resumes_from_the_bucket_on_one_host_and_every_command_reads_it(
 
 
 def test_an_unreadable_checkpoint_in_the_bucket_is_moved_aside_and_the_one_before_used(emulator, preempted):
-    """Runs last (after resuming): the newest checkpoint loses an array file; the next run falls back to the one
-    before and moves the broken one to corrupt/ in the bucket (objects have no rename: copied, then deleted)."""
-    newest = max(int(name.split("/")[2]) for name in emulator.names("reverse/checkpoints/")
-                 if name.split("/")[2].isdigit())
-    arrays = [name for name in emulator.names(f"reverse/checkpoints/{newest}/state/") if "/d/" in name]
+    """The newest of two checkpoints loses its array files; the next run falls back to the one before and moves the
+    broken one to corrupt/ in the bucket (objects have no rename: copied, then deleted). Independent of the order in
+    which the other tests of this file ran: it makes its own two checkpoints first."""
+    start = _newest_checkpoint(emulator)
+    _cli(emulator, "train", *SMALL, f"--config.train.steps={start + 2}", "--config.data.batch_tokens=256",
+         "--config.train.checkpoint_every=1")
+    assert _newest_checkpoint(emulator) == start + 2
+    arrays = [name for name in emulator.names(f"reverse/checkpoints/{start + 2}/state/") if "/d/" in name]
+    assert arrays
     for name in arrays:
         urllib.request.urlopen(urllib.request.Request(
             f"{emulator.host}/storage/v1/b/{BUCKET}/o/{urllib.parse.quote(name, safe='')}", method="DELETE"))
-    output = _cli(emulator, "train", *SMALL, f"--config.train.steps={newest + 1}", "--config.data.batch_tokens=256")
-    assert f"training {preempted} -> {newest + 1}" in output, output[-2000:]
-    assert any(name.startswith(f"reverse/corrupt/{newest}/") for name in emulator.names("reverse/corrupt/"))
+    output = _cli(emulator, "train", *SMALL, f"--config.train.steps={start + 3}", "--config.data.batch_tokens=256")
+    assert f"training {start + 1} -> {start + 3}" in output, output[-2000:]
+    assert any(name.startswith(f"reverse/corrupt/{start + 2}/") for name in emulator.names("reverse/corrupt/"))
+
+
+def _newest_checkpoint(emulator):
+    steps = {name.split("/")[2] for name in emulator.names("reverse/checkpoints/")}
+    return max(int(step) for step in steps if step.isdigit())
