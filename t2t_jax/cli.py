@@ -1,4 +1,4 @@
-"""The `t2t-jax` command: train, decode, eval, average, attention, bench.
+"""The `t2t-jax` command: train, decode, eval, average, attention, serve, export, bench, plan.
 
 Mistakes a user can make end with one line on stderr ("error: ...") and exit status 2.
 """
@@ -81,6 +81,28 @@ def _parser() -> argparse.ArgumentParser:
     attention.add_argument("--layer", type=int, default=None, help="0-based; default: all layers (PNG)")
     attention.add_argument("--head", type=int, default=None, help="0-based; default: all heads (PNG), mean (HTML)")
     attention.add_argument("--merge_words", action="store_true", help="merge SentencePiece pieces into words")
+    serve = sub.add_parser("serve", help="answer translation requests over HTTP (REST API, web page, metrics)")
+    serve.add_argument("--workdir", required=True)
+    serve.add_argument("--checkpoint", default="latest", help="latest | best | averaged | a step number")
+    serve.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept other machines")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--backend", default="jax", help="jax | ctranslate2 (converted on start)")
+    serve.add_argument("--quantize", default=None, help="ctranslate2 backend: int8 | int8_float32 | bfloat16")
+    serve.add_argument("--max_batch", type=int, default=32, help="at most this many sentences per compiled batch")
+    serve.add_argument("--batch_tokens", type=int, default=None,
+                       help="source tokens x beam merged into one decoding call (default: decode.batch_tokens)")
+    serve.add_argument("--max_wait_ms", type=float, default=10.0, help="how long a batch waits for more requests")
+    serve.add_argument("--max_sentences", type=int, default=256, help="per request (more: HTTP 413)")
+    serve.add_argument("--max_chars", type=int, default=100_000, help="per request (more: HTTP 413)")
+    serve.add_argument("--max_queue", type=int, default=4096, help="sentences waiting (more: HTTP 503)")
+
+    export = sub.add_parser("export", help="write a deployable model: StableHLO programs or a CTranslate2 model")
+    export.add_argument("--workdir", required=True)
+    export.add_argument("--checkpoint", default="latest", help="latest | best | averaged | a step number")
+    export.add_argument("--format", required=True, help="stablehlo | ctranslate2")
+    export.add_argument("--output", required=True, help="a new (or empty) folder")
+    export.add_argument("--quantize", default=None, help="ctranslate2: int8 | int8_float32 | bfloat16; "
+                                                         "stablehlo: bfloat16")
     return parser
 
 
@@ -217,6 +239,36 @@ def run_attention(args: argparse.Namespace, overrides: list[tuple[str, str]]) ->
     write_attention(maps, args.output, args.kind, args.layer, args.head)
     print(f"wrote {args.kind} attention ({len(maps.source_tokens)} source, {len(maps.target_tokens)} target tokens) "
           f"to {args.output}")
+
+
+@command
+def run_serve(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
+    from t2t_jax.serving.app import Limits
+    from t2t_jax.serving.server import check_port, load_backend, serve
+
+    for name in ("max_batch", "max_sentences", "max_chars", "max_queue"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.max_wait_ms < 0:
+        raise UserError(f"--max_wait_ms must not be negative, got {args.max_wait_ms}")
+    check_port(args.host, args.port)  # before minutes of loading and compiling
+    backend = load_backend(args.workdir, args.backend, args.checkpoint, args.max_batch, args.quantize)
+    limits = Limits(max_sentences=args.max_sentences, max_chars=args.max_chars, max_queue=args.max_queue,
+                    batch_tokens=args.batch_tokens or backend.describe()["decode"].get("batch_tokens", 4096),
+                    max_wait_ms=args.max_wait_ms)
+    serve(backend, args.host, args.port, limits)
+
+
+@command
+def run_export(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
+    if args.format == "stablehlo":
+        from t2t_jax.serving.stablehlo import export_stablehlo as export
+    elif args.format == "ctranslate2":
+        from t2t_jax.serving.ctranslate2 import export_ctranslate2 as export
+    else:
+        raise UserError(f"--format must be stablehlo or ctranslate2, got {args.format!r}")
+    manifest = export(args.workdir, args.output, checkpoint=args.checkpoint, quantize=args.quantize)
+    print(f"exported step {manifest.get('step')} of {args.workdir} as {args.format} to {args.output}")
 
 
 @command

@@ -6,11 +6,13 @@
 
 Lines are sorted by length and decoded in batches of a few fixed shapes (lengths rounded up to a multiple
 of 8, batch sizes a power of two), so that XLA compiles a handful of programs, then put back in input order.
+`batch_shapes()` lists every shape translate() can run and `warm_up()` compiles them all (for a server).
 Empty lines translate to empty lines; overlong ones are truncated (with a warning), never dropped.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -48,6 +50,10 @@ def power_of_two_floor(value: int) -> int:
     return 1 << (max(value, 1).bit_length() - 1)
 
 
+def power_of_two_ceil(value: int) -> int:
+    return 1 << (max(value, 1) - 1).bit_length()
+
+
 class BeamDecoder:
     """Beam search over batches of token ids with two compiled programs per shape (encode + cache, search)."""
 
@@ -67,18 +73,25 @@ class BeamDecoder:
         max_length = inputs.shape[1] + self.max_extra_length
         return init_cache(self.config, params, encoded, inputs, max_length, self.beam_size)
 
-    def _search_fn(self, params: Any, inputs: jax.Array, cache: Any) -> tuple[jax.Array, jax.Array]:
-        max_lengths = jnp.sum(inputs > 0, axis=1) + self.max_extra_length
+    def _search_fn(
+        self, params: Any, inputs: jax.Array, cache: Any, extra_length: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        # extra_length (a traced scalar) is max_extra_length, or 0 to warm up: one step, same program
+        max_lengths = jnp.sum(inputs > 0, axis=1) + extra_length
         result = beam_search(
             step_fn(self.config, params), cache, max_lengths, max_length=inputs.shape[1] + self.max_extra_length,
             beam_size=self.beam_size, alpha=self.alpha, eos_id=Tokenizer.EOS_ID, reorder_cache=reorder_cache,
         )
         return result.sequences, result.scores
 
-    def __call__(self, params: Any, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """inputs [batch, length] (EOS-terminated, 0-padded) -> sequences [batch, beam, max_length], scores."""
+    def __call__(
+        self, params: Any, inputs: np.ndarray, warm_up: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """inputs [batch, length] (EOS-terminated, 0-padded) -> sequences [batch, beam, max_length], scores.
+        warm_up=True compiles the programs of this shape and runs one step of the search only."""
         inputs = jnp.asarray(inputs) if self.input_sharding is None else jax.device_put(inputs, self.input_sharding)
-        sequences, scores = self._search(params, inputs, self._prepare(params, inputs))
+        extra_length = np.int32(0 if warm_up else self.max_extra_length)
+        sequences, scores = self._search(params, inputs, self._prepare(params, inputs), extra_length)
         return np.asarray(sequences), np.asarray(scores)
 
 
@@ -88,8 +101,13 @@ class Translator:
     def __init__(
         self, config: ml_collections.ConfigDict, params: Any, tokenizer: Tokenizer,
         beam_size: int | None = None, alpha: float | None = None, mesh: Mesh | None = None,
+        max_batch: int | None = None,
     ) -> None:
+        """max_batch: at most this many sentences per batch (a power of two; default: as many as
+        decode.batch_tokens allows)."""
         self.model_config = model_config(config, tokenizer.vocab_size)
+        self.max_batch, self.mesh = max_batch, mesh
+        self.step: int | None = None  # the checkpoint's training step, when loaded from a workdir
         self.config, self.tokenizer = config, tokenizer
         self.set_params(params)
         self.beam_size = config.decode.beam_size if beam_size is None else beam_size
@@ -109,18 +127,31 @@ class Translator:
         cls, workdir: str, checkpoint: str = "latest", beam_size: int | None = None, alpha: float | None = None
     ) -> Translator:
         """The model saved in `workdir`: checkpoint latest | best | averaged | a step number."""
-        from t2t_jax.train.state import restore_params
+        from t2t_jax.train.state import restore_params_and_step
 
         config = load_workdir_config(workdir)
         tokenizer = Tokenizer.load(storage.join(workdir, VOCAB_FILE))
         mesh = sharding.decoding_mesh(config.mesh)
         if jax.process_count() == 1:
-            params = restore_params(workdir, config, tokenizer.vocab_size, checkpoint, mesh)
+            params, step = restore_params_and_step(workdir, config, tokenizer.vocab_size, checkpoint, mesh)
         else:  # restored across all hosts' devices (a collective), then a full copy on each host
-            params = restore_params(workdir, config, tokenizer.vocab_size, checkpoint,
-                                    sharding.present_mesh(config.mesh))
+            params, step = restore_params_and_step(workdir, config, tokenizer.vocab_size, checkpoint,
+                                                   sharding.present_mesh(config.mesh))
             params = multihost_utils.process_allgather(params, tiled=True)  # the whole arrays
-        return cls(config, params, tokenizer, beam_size, alpha, mesh)
+        translator = cls(config, params, tokenizer, beam_size, alpha, mesh)
+        translator.step = step
+        return translator
+
+    def with_search(self, beam_size: int, alpha: float) -> Translator:
+        """This translator with another beam size or length penalty: the same parameters, its own programs."""
+        if beam_size < 1:
+            raise UserError(f"the beam size must be at least 1, got {beam_size}")
+        other = copy.copy(self)
+        other.beam_size, other.alpha = beam_size, alpha
+        other.decoder = BeamDecoder(
+            self.model_config, beam_size, alpha, self.config.decode.max_extra_length, self.mesh
+        )
+        return other
 
     def translate_on_all_hosts(
         self, texts: Sequence[str], nbest: int = 1
@@ -135,6 +166,12 @@ class Translator:
 
     def translate(self, texts: Sequence[str], nbest: int = 1) -> list[str] | list[list[tuple[str, float]]]:
         """One translation per input (or, with nbest > 1, the n best with their scores), in input order."""
+        results = self.scored(texts, nbest)
+        return [best[0][0] for best in results] if nbest == 1 else results
+
+    def scored(self, texts: Sequence[str], nbest: int = 1) -> list[list[tuple[str, float]]]:
+        """The n best translations of each input with their scores (length-normalized log-probabilities; an
+        empty input gives ("", 0.0)), in input order."""
         if not 1 <= nbest <= self.beam_size:
             raise UserError(f"nbest (--nbest) must be between 1 and the beam size {self.beam_size}, got {nbest}"
                             + (" (raise --beam_size)" if nbest > self.beam_size else ""))
@@ -146,7 +183,7 @@ class Translator:
                 results[index] = [
                     (self.tokenizer.decode(sequences[row, k].tolist()), float(scores[row, k])) for k in range(nbest)
                 ]
-        return [best[0][0] for best in results] if nbest == 1 else results
+        return results
 
     def attention(self, source: str, target: str | None = None, merge_words: bool = False) -> AttentionMaps:
         """Attention weights of every layer and head for `source` and `target` (default: this translator's own
@@ -191,9 +228,38 @@ class Translator:
             log.warning("%d input line(s) longer than data.max_source_length=%d tokens were truncated", overlong, limit)
         return [tokens[: limit - 1] + [Tokenizer.EOS_ID] if tokens else [] for tokens in ids]
 
+    def batch_shapes(self) -> list[tuple[int, int]]:
+        """Every (batch, length) shape `translate` can decode: lengths are multiples of 8 up to
+        data.max_source_length, batch sizes powers of two up to what the token budget allows at that length."""
+        shapes = []
+        for length in range(LENGTH_MULTIPLE, round_up(self.config.data.max_source_length, LENGTH_MULTIPLE) + 1,
+                            LENGTH_MULTIPLE):
+            largest, size = self._batch_size(length, self.config.decode.batch_tokens), 1
+            while True:
+                shapes.append((self._fit(size, largest), length))
+                if size >= largest:
+                    break
+                size *= 2
+        return sorted(set(shapes))
+
+    def warm_up(self) -> int:
+        """Compile every shape of `batch_shapes` (running one search step each); returns how many."""
+        shapes = self.batch_shapes()
+        for number, (size, length) in enumerate(shapes, 1):
+            log.info("warming up %d/%d: %d sentences x %d tokens", number, len(shapes), size, length)
+            self.decoder(self.params, np.zeros((size, length), np.int32), warm_up=True)
+        return len(shapes)
+
     def _batch_size(self, length: int, budget: int) -> int:
-        """A power of two of sentences within the token budget, rounded up to split evenly over the mesh."""
-        return round_up(power_of_two_floor(max(budget // (length * self.beam_size), 1)), self.decoder.batch_multiple)
+        """A power of two of sentences within the token budget (and max_batch), rounded up to split evenly
+        over the mesh."""
+        size = power_of_two_floor(max(budget // (length * self.beam_size), 1))
+        return round_up(min(size, self.max_batch or size), self.decoder.batch_multiple)
+
+    def _fit(self, rows: int, largest: int) -> int:
+        """The batch size for `rows` sentences: the smallest power of two that holds them (split evenly over
+        the mesh), at most `largest`."""
+        return min(round_up(power_of_two_ceil(rows), self.decoder.batch_multiple), largest)
 
     def _batches(self, ids: list[list[int]]) -> list[tuple[list[int], np.ndarray]]:
         """(input indices, padded batch) groups of similar length within the token budget; empty lines skipped."""
@@ -211,7 +277,7 @@ class Translator:
                 if new_size >= size:
                     break
                 size = new_size
-            batch = np.zeros((size, length), np.int32)
+            batch = np.zeros((self._fit(len(rows), size), length), np.int32)
             for row, index in enumerate(rows):
                 batch[row, : len(ids[index])] = ids[index]
             batches.append((rows, batch))

@@ -43,7 +43,14 @@ def restore_params(
     workdir: str, config: ml_collections.ConfigDict, vocab_size: int, which: str = "latest", mesh: Mesh | None = None
 ) -> Any:
     """The parameters of checkpoint `which` (latest | best | averaged | STEP), placed on `mesh`."""
+    return restore_params_and_step(workdir, config, vocab_size, which, mesh)[0]
+
+
+def restore_params_and_step(
+    workdir: str, config: ml_collections.ConfigDict, vocab_size: int, which: str = "latest", mesh: Mesh | None = None
+) -> tuple[Any, int]:
+    """`restore_params` and the training step the checkpoint was saved at."""
     mesh = sharding.make_mesh(config.mesh) if mesh is None else mesh
     _, _, init = train_setup(config, vocab_size)
-    state, _ = checkpoint.restore_state(workdir, which, sharding.abstract_state(init, mesh))
-    return state.params
+    state, step = checkpoint.restore_state(workdir, which, sharding.abstract_state(init, mesh))
+    return state.params, step
