@@ -6,7 +6,7 @@
 
 Lines are sorted by length and decoded in batches of a few fixed shapes (lengths rounded up to a multiple
 of 8, batch sizes a power of two), so that XLA compiles a handful of programs, then put back in input order.
-`batch_shapes()` lists every shape translate() can run and `warm_up()` compiles them all (for a server).
+`warm_up()` compiles every shape translate() can run (for a server); see t2t_jax.data.decode_batches.
 Empty lines translate to empty lines; overlong ones are truncated (with a warning), never dropped.
 """
 
@@ -26,6 +26,7 @@ from jax.sharding import Mesh
 
 from t2t_jax import storage
 from t2t_jax.configuration import load_workdir_config, model_config
+from t2t_jax.data.decode_batches import BatchPlan, encode_sources, length_buckets
 from t2t_jax.data.tokenizer import Tokenizer
 from t2t_jax.decoding import beam_search
 from t2t_jax.distributed import gather
@@ -39,19 +40,6 @@ from t2t_jax.visualize.words import merge_words as merge_pieces_into_words
 
 log = logging.getLogger(__name__)
 VOCAB_FILE = "vocab.model"
-LENGTH_MULTIPLE = 8
-
-
-def round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
-def power_of_two_floor(value: int) -> int:
-    return 1 << (max(value, 1).bit_length() - 1)
-
-
-def power_of_two_ceil(value: int) -> int:
-    return 1 << (max(value, 1) - 1).bit_length()
 
 
 class BeamDecoder:
@@ -175,9 +163,9 @@ class Translator:
         if not 1 <= nbest <= self.beam_size:
             raise UserError(f"nbest (--nbest) must be between 1 and the beam size {self.beam_size}, got {nbest}"
                             + (" (raise --beam_size)" if nbest > self.beam_size else ""))
-        ids = self._encode(texts)
+        ids = encode_sources(self.tokenizer, texts, self.config.data.max_source_length)
         results: list[list[tuple[str, float]]] = [[("", 0.0)] * nbest for _ in texts]
-        for rows, batch in self._batches(ids):
+        for rows, batch in self.batch_plan().batches(ids):
             sequences, scores = self.decoder(self.params, batch)
             for row, index in enumerate(rows):
                 results[index] = [
@@ -196,7 +184,7 @@ class Translator:
         mean of its pieces' rows, its column the sum of its pieces' columns, so rows still sum to 1.
         Returns encoder [layers, heads, S, S], decoder [layers, heads, T, T], cross [layers, heads, T, S].
         """
-        source_ids = self._encode([source])[0]
+        source_ids = encode_sources(self.tokenizer, [source], self.config.data.max_source_length)[0]
         if not source_ids:
             raise UserError("the source sentence is empty: give a sentence to look at")
         if target is None:
@@ -220,66 +208,15 @@ class Translator:
             log.warning("the target is longer than data.max_target_length=%d tokens and was truncated", limit)
         return ids[: limit - 1] + [Tokenizer.EOS_ID]
 
-    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
-        limit = self.config.data.max_source_length
-        ids = [tokens if text.strip() else [] for text, tokens in zip(texts, self.tokenizer.encode_batch(list(texts)))]
-        overlong = sum(len(tokens) + 1 > limit for tokens in ids)
-        if overlong:
-            log.warning("%d input line(s) longer than data.max_source_length=%d tokens were truncated", overlong, limit)
-        return [tokens[: limit - 1] + [Tokenizer.EOS_ID] if tokens else [] for tokens in ids]
-
-    def batch_shapes(self) -> list[tuple[int, int]]:
-        """Every (batch, length) shape `translate` can decode: lengths are multiples of 8 up to
-        data.max_source_length, batch sizes powers of two up to what the token budget allows at that length."""
-        shapes = []
-        for length in range(LENGTH_MULTIPLE, round_up(self.config.data.max_source_length, LENGTH_MULTIPLE) + 1,
-                            LENGTH_MULTIPLE):
-            largest, size = self._batch_size(length, self.config.decode.batch_tokens), 1
-            while True:
-                shapes.append((self._fit(size, largest), length))
-                if size >= largest:
-                    break
-                size *= 2
-        return sorted(set(shapes))
+    def batch_plan(self) -> BatchPlan:
+        """How `translate` batches lines: length buckets every 8 tokens, decode.batch_tokens, max_batch."""
+        return BatchPlan(length_buckets(self.config.data.max_source_length), self.config.decode.batch_tokens,
+                         self.beam_size, self.max_batch, self.decoder.batch_multiple)
 
     def warm_up(self) -> int:
-        """Compile every shape of `batch_shapes` (running one search step each); returns how many."""
-        shapes = self.batch_shapes()
+        """Compile every shape `translate` can run (running one search step each); returns how many."""
+        shapes = self.batch_plan().shapes()
         for number, (size, length) in enumerate(shapes, 1):
             log.info("warming up %d/%d: %d sentences x %d tokens", number, len(shapes), size, length)
             self.decoder(self.params, np.zeros((size, length), np.int32), warm_up=True)
         return len(shapes)
-
-    def _batch_size(self, length: int, budget: int) -> int:
-        """A power of two of sentences within the token budget (and max_batch), rounded up to split evenly
-        over the mesh."""
-        size = power_of_two_floor(max(budget // (length * self.beam_size), 1))
-        return round_up(min(size, self.max_batch or size), self.decoder.batch_multiple)
-
-    def _fit(self, rows: int, largest: int) -> int:
-        """The batch size for `rows` sentences: the smallest power of two that holds them (split evenly over
-        the mesh), at most `largest`."""
-        return min(round_up(power_of_two_ceil(rows), self.decoder.batch_multiple), largest)
-
-    def _batches(self, ids: list[list[int]]) -> list[tuple[list[int], np.ndarray]]:
-        """(input indices, padded batch) groups of similar length within the token budget; empty lines skipped."""
-        order = sorted((i for i in range(len(ids)) if ids[i]), key=lambda i: len(ids[i]))
-        budget = self.config.decode.batch_tokens
-        batches, start = [], 0
-        while start < len(order):
-            length = round_up(len(ids[order[start]]), LENGTH_MULTIPLE)
-            size = self._batch_size(length, budget)
-            # the batch's longest line sets its length: grow the length, shrink the batch until both fit
-            while True:
-                rows = order[start:start + size]
-                length = round_up(max(len(ids[i]) for i in rows), LENGTH_MULTIPLE)
-                new_size = self._batch_size(length, budget)
-                if new_size >= size:
-                    break
-                size = new_size
-            batch = np.zeros((self._fit(len(rows), size), length), np.int32)
-            for row, index in enumerate(rows):
-                batch[row, : len(ids[index])] = ids[index]
-            batches.append((rows, batch))
-            start += len(rows)
-        return batches

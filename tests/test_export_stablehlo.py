@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from train_helpers import ROOT, run_cli
+from train_helpers import ROOT, assert_clear_error, run_cli
 
 from t2t_jax import serving
 from t2t_jax.errors import UserError
@@ -47,8 +47,12 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(workdir, tmp_path_factory):
+    """Through the command users run."""
     output = str(tmp_path_factory.mktemp("exports") / "reverse")
-    return output, export_stablehlo(workdir, output)
+    result = run_cli("export", "--workdir", workdir, "--format", "stablehlo", "--output", output)
+    assert result.returncode == 0 and "exported step" in result.stdout.decode(), result.stderr.decode()[-3000:]
+    with open(os.path.join(output, "manifest.json")) as f:
+        return output, json.load(f)
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +120,5 @@ def test_mistakes_are_one_clear_error(workdir, exported, tmp_path):
         serving.load(str(tmp_path))
     with pytest.raises(UserError, match="nbest must be between 1 and the exported beam size 4"):
         serving.load(exported[0]).translate(["1 2"], nbest=5)
+    assert_clear_error(run_cli("export", "--workdir", workdir, "--format", "onnx", "--output", str(tmp_path / "o")),
+                       "--format")

@@ -34,6 +34,7 @@ import numpy as np
 from jax import export
 
 from t2t_jax import storage
+from t2t_jax.data.decode_batches import LENGTH_MULTIPLE, BatchPlan, encode_sources, round_up
 from t2t_jax.data.tokenizer import Tokenizer
 from t2t_jax.errors import UserError
 from t2t_jax.serving.manifest import read_manifest, write_manifest
@@ -42,15 +43,10 @@ log = logging.getLogger(__name__)
 VOCAB_FILE = "vocab.model"
 PARAMS_FILE = "params.npz"
 PROGRAMS = "programs"
-LENGTH_MULTIPLE = 8  # as Translator's lengths
 GEOMETRIC_FROM = 256  # buckets every 8 tokens up to here (at most 32 programs), then doubling
 QUANTIZE = ("bfloat16",)
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 Params = dict[str, np.ndarray]  # flat: "decoder/layers_0/attention/query/kernel" -> array
-
-
-def round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def bucket_lengths(max_source_length: int) -> list[int]:
@@ -254,7 +250,8 @@ class ExportedTranslator:
             raise UserError(f"nbest must be between 1 and the exported beam size {self.beam_size}, got {nbest}")
         ids = encode_sources(self.tokenizer, texts, self.manifest["max_source_length"])
         results: list[list[tuple[str, float]]] = [[("", 0.0)] * nbest for _ in texts]
-        for rows, batch in plan_batches(ids, self.buckets, self.manifest["batch_tokens"], self.beam_size):
+        plan = BatchPlan(self.buckets, self.manifest["batch_tokens"], self.beam_size)
+        for rows, batch in plan.batches(ids):
             sequences, scores = self._programs[batch.shape[1]](self._params, batch)  # [B, beam, T], [B, beam]
             sequences, scores = np.asarray(sequences), np.asarray(scores)
             for row, index in enumerate(rows):
@@ -262,53 +259,3 @@ class ExportedTranslator:
                     (self.tokenizer.decode(sequences[row, k].tolist()), float(scores[row, k])) for k in range(nbest)
                 ]
         return results
-
-
-# --------------------------------------------------- batching as Translator's (which imports Flax at the top)
-
-
-def encode_sources(tokenizer: Tokenizer, texts: Sequence[str], limit: int) -> list[list[int]]:
-    """EOS-terminated ids per line, truncated to `limit` tokens (with a warning); [] for an empty line."""
-    encoded = tokenizer.encode_batch(list(texts))
-    ids = [tokens if text.strip() else [] for text, tokens in zip(texts, encoded)]
-    overlong = sum(len(tokens) + 1 > limit for tokens in ids)
-    if overlong:
-        log.warning("%d input line(s) longer than data.max_source_length=%d tokens were truncated", overlong, limit)
-    return [tokens[: limit - 1] + [Tokenizer.EOS_ID] if tokens else [] for tokens in ids]
-
-
-def plan_batches(
-    ids: list[list[int]], buckets: Sequence[int], batch_tokens: int, beam_size: int
-) -> list[tuple[list[int], np.ndarray]]:
-    """(input indices, int32 batch [power of two, bucket] 0-padded) groups of similar length, each within
-    batch_tokens / beam_size; empty lines skipped. With buckets every 8 tokens, Translator's batches."""
-    order = sorted((i for i in range(len(ids)) if ids[i]), key=lambda i: len(ids[i]))
-    batches, start = [], 0
-    while start < len(order):
-        size = _batch_size(_bucket(len(ids[order[start]]), buckets), batch_tokens, beam_size)
-        while True:  # the batch's longest line sets its length: grow the length, shrink the batch until both fit
-            rows = order[start:start + size]
-            length = _bucket(max(len(ids[i]) for i in rows), buckets)
-            new_size = _batch_size(length, batch_tokens, beam_size)
-            if new_size >= size:
-                break
-            size = new_size
-        batch = np.zeros((min(_power_of_two_ceil(len(rows)), size), length), np.int32)  # no all-padding half
-        for row, index in enumerate(rows):
-            batch[row, : len(ids[index])] = ids[index]
-        batches.append((rows, batch))
-        start += len(rows)
-    return batches
-
-
-def _bucket(length: int, buckets: Sequence[int]) -> int:
-    return next(bucket for bucket in buckets if bucket >= length)
-
-
-def _batch_size(length: int, batch_tokens: int, beam_size: int) -> int:
-    """The largest power of two of sentences whose beams fit in batch_tokens (at least 1)."""
-    return 1 << (max(batch_tokens // (length * beam_size), 1).bit_length() - 1)
-
-
-def _power_of_two_ceil(value: int) -> int:
-    return 1 << (max(value, 1) - 1).bit_length()
