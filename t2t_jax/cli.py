@@ -141,10 +141,10 @@ def run_train(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> Non
     train_and_evaluate(load_config(args.config, overrides), args.workdir)
 
 
-def _translator(args: argparse.Namespace):  # noqa: ANN202 (lazy import of the type)
+def _translator(args: argparse.Namespace, overrides: list[tuple[str, str]]):  # noqa: ANN202 (lazy import)
     from t2t_jax.translate import Translator
 
-    return Translator.from_workdir(args.workdir, args.checkpoint, args.beam_size, args.alpha)
+    return Translator.from_workdir(args.workdir, args.checkpoint, args.beam_size, args.alpha, overrides)
 
 
 def _on_every_host() -> bool:
@@ -178,7 +178,7 @@ def _read_on_every_host(*paths: str) -> list[list[str]]:
 def run_decode(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
     writer = _on_every_host()
     [sources] = _read_on_every_host(args.input)
-    translator = _translator(args)
+    translator = _translator(args, overrides)
     if args.nbest == 1:
         translations = translator.translate_on_all_hosts(sources)
         if writer:
@@ -198,7 +198,7 @@ def run_eval(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None
     sources, references = _read_on_every_host(args.source, args.reference)
     if len(sources) != len(references):
         raise UserError(f"{args.source} has {len(sources)} lines but {args.reference} has {len(references)}")
-    translator = _translator(args)
+    translator = _translator(args, overrides)
     hypotheses = translator.translate_on_all_hosts(sources)
     if not writer:
         return
@@ -211,7 +211,7 @@ def run_eval(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None
 @command
 def run_average(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
     from t2t_jax.configuration import load_workdir_config
-    from t2t_jax.data.tokenizer import Tokenizer
+    from t2t_jax.data.tokenizer import VOCAB_FILE, Tokenizer
     from t2t_jax.train import checkpoint, sharding
     from t2t_jax.train.state import train_setup
 
@@ -219,7 +219,7 @@ def run_average(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> N
         raise UserError(f"--last must be at least 1, got {args.last}")
     writer = _on_every_host()  # on several hosts, each restores and saves its share of the arrays
     config = load_workdir_config(args.workdir)
-    vocab_size = Tokenizer.load(storage.join(args.workdir, "vocab.model")).vocab_size
+    vocab_size = Tokenizer.load(storage.join(args.workdir, VOCAB_FILE)).vocab_size
     target = sharding.abstract_state(train_setup(config, vocab_size)[2], sharding.present_mesh(config.mesh))
     step, steps = checkpoint.average_checkpoints(args.workdir, args.last, target)
     if writer:
@@ -235,7 +235,7 @@ def run_attention(args: argparse.Namespace, overrides: list[tuple[str, str]]) ->
     check_kind(args.kind)
     if not args.source.strip():
         raise UserError("--source is empty: give a sentence to look at")
-    maps = _translator(args).attention(args.source, args.target, merge_words=args.merge_words)
+    maps = _translator(args, overrides).attention(args.source, args.target, merge_words=args.merge_words)
     write_attention(maps, args.output, args.kind, args.layer, args.head)
     print(f"wrote {args.kind} attention ({len(maps.source_tokens)} source, {len(maps.target_tokens)} target tokens) "
           f"to {args.output}")
@@ -252,7 +252,7 @@ def run_serve(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> Non
     if args.max_wait_ms < 0:
         raise UserError(f"--max_wait_ms must not be negative, got {args.max_wait_ms}")
     check_port(args.host, args.port)  # before minutes of loading and compiling
-    backend = load_backend(args.workdir, args.backend, args.checkpoint, args.max_batch, args.quantize)
+    backend = load_backend(args.workdir, args.backend, args.checkpoint, args.max_batch, args.quantize, overrides)
     limits = Limits(max_sentences=args.max_sentences, max_chars=args.max_chars, max_queue=args.max_queue,
                     batch_tokens=args.batch_tokens or backend.describe()["decode"].get("batch_tokens", 4096),
                     max_wait_ms=args.max_wait_ms)
@@ -338,6 +338,24 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]
     return rest, overrides
 
 
+DECODING_COMMANDS = ("decode", "eval", "attention", "serve")
+
+
+def _check_overrides(command: str, overrides: list[tuple[str, str]]) -> None:
+    """train, bench and plan take any --config.KEY=VALUE; the decoding commands only --config.decode.* (the
+    model is the workdir's); average and export none."""
+    if not overrides or command in ("train", "bench", "plan"):
+        return
+    if command in DECODING_COMMANDS:
+        others = [key for key, _ in overrides if not key.startswith("decode.")]
+        if others:
+            raise UserError(f"--config.{others[0]}: {command} takes only --config.decode.* overrides (the model "
+                            "and data settings are the workdir's)")
+        return
+    raise UserError(f"--config.KEY=VALUE overrides apply to train, bench and plan (and decode.* to "
+                    f"{', '.join(DECODING_COMMANDS)}), not to {command}")
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -351,9 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         rest, overrides = _split_overrides(argv)
         args = _parser().parse_args(rest)
-        if overrides and args.command not in ("train", "bench", "plan"):
-            raise UserError("--config.KEY=VALUE overrides apply to train, bench and plan; decoding uses the "
-                            "workdir's config")
+        _check_overrides(args.command, overrides)
         COMMANDS[args.command](args, overrides)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

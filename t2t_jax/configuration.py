@@ -8,9 +8,11 @@ back from there, so a model is always decoded with the settings it was trained w
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import os
+import re
 from typing import Any
 
 import jax
@@ -47,6 +49,7 @@ def default_config() -> ml_collections.ConfigDict:
     )
     config.decode = dict(beam_size=4, alpha=0.6, max_extra_length=50, batch_tokens=4096)
     config.mesh = dict(data=-1, fsdp=1, tensor=1)
+    config.lock()  # a config file that sets a misspelt key (config.train.stpes) fails instead of adding it
     return config
 
 
@@ -67,9 +70,24 @@ def load_config(path: str, overrides: list[tuple[str, str]] = ()) -> ml_collecti
         config = module.get_config(argument) if has_argument else module.get_config()
     except ValueError as error:
         raise UserError(f"{path}: {error}") from None
+    except (AttributeError, KeyError) as error:  # a locked ConfigDict refusing a key it does not have
+        raise UserError(f"{path}: {_unknown_key(error)}") from None
     for key, text in overrides:
         apply_override(config, key, text)
     return config
+
+
+def _unknown_key(error: Exception) -> str:
+    """ml_collections' message for a key a locked config does not have, with the closest known keys."""
+    message = str(error.args[0]) if error.args else str(error)
+    found = re.search(r"[Kk]ey \"?'?([A-Za-z_0-9]+)", message)
+    if not found:
+        return message
+    name = found.group(1)
+    known = [f"{section}.{key}" for section, fields in default_config().items() for key in fields]
+    close = difflib.get_close_matches(name, [key.split(".")[1] for key in known], n=3)
+    hint = ", ".join(key for key in known if key.split(".")[1] in close)
+    return f"unknown setting '{name}'" + (f" (did you mean {hint}?)" if hint else " (see t2t_jax/configuration.py)")
 
 
 def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> None:

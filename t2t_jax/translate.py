@@ -25,9 +25,9 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from t2t_jax import storage
-from t2t_jax.configuration import load_workdir_config, model_config
+from t2t_jax.configuration import apply_override, load_workdir_config, model_config
 from t2t_jax.data.decode_batches import BatchPlan, encode_sources, length_buckets
-from t2t_jax.data.tokenizer import Tokenizer
+from t2t_jax.data.tokenizer import VOCAB_FILE, Tokenizer
 from t2t_jax.decoding import beam_search
 from t2t_jax.distributed import gather
 from t2t_jax.errors import UserError
@@ -39,7 +39,6 @@ from t2t_jax.visualize.maps import AttentionMaps
 from t2t_jax.visualize.words import merge_words as merge_pieces_into_words
 
 log = logging.getLogger(__name__)
-VOCAB_FILE = "vocab.model"
 
 
 class BeamDecoder:
@@ -112,12 +111,18 @@ class Translator:
 
     @classmethod
     def from_workdir(
-        cls, workdir: str, checkpoint: str = "latest", beam_size: int | None = None, alpha: float | None = None
+        cls, workdir: str, checkpoint: str = "latest", beam_size: int | None = None, alpha: float | None = None,
+        overrides: Sequence[tuple[str, str]] = (),
     ) -> Translator:
-        """The model saved in `workdir`: checkpoint latest | best | averaged | a step number."""
+        """The model saved in `workdir`: checkpoint latest | best | averaged | a step number. `overrides`:
+        ("decode.batch_tokens", "2048")-style changes of the decode settings."""
         from t2t_jax.train.state import restore_params_and_step
 
         config = load_workdir_config(workdir)
+        for key, text in overrides:
+            if not key.startswith("decode."):
+                raise UserError(f"config.{key}: only the decode settings of a trained model can be changed")
+            apply_override(config, key, text)
         tokenizer = Tokenizer.load(storage.join(workdir, VOCAB_FILE))
         mesh = sharding.decoding_mesh(config.mesh)
         if jax.process_count() == 1:

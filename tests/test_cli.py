@@ -159,3 +159,31 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     assert max(train_losses(workdir)) == stopped_at + 2
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["train"]["steps"] == stopped_at + 2
+
+
+def test_decode_takes_overrides_of_the_decode_settings_only(trained, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("3 1 4\n1 2 3 4 5 6 7\n5\n")
+    plain = run_cli("decode", "--workdir", trained, "--input", str(source))
+    small = run_cli("decode", "--workdir", trained, "--input", str(source), "--config.decode.batch_tokens=16",
+                    "--config.decode.max_extra_length=3")
+    assert small.returncode == 0, small.stderr.decode()[-2000:]
+    assert len(small.stdout.decode().splitlines()) == 3
+    assert all(len(out.split()) <= len(src.split()) + 3 for src, out in
+               zip(source.read_text().splitlines(), small.stdout.decode().splitlines()))
+    assert plain.returncode == 0
+    assert_clear_error(run_cli("decode", "--workdir", trained, "--config.model.d_model=64", stdin=b"1\n"),
+                       "--config.model.d_model", "decode.*")
+    assert_clear_error(run_cli("decode", "--workdir", trained, "--config.decode.beem_size=2", stdin=b"1\n"),
+                       "beem_size")
+    assert_clear_error(run_cli("average", "--workdir", trained, "--last", "1", "--config.decode.beam_size=2"),
+                       "not to average")
+
+
+def test_a_misspelt_setting_in_a_config_file_is_one_clear_error(tmp_path):
+    config = tmp_path / "typo.py"
+    config.write_text("from t2t_jax.configuration import default_config\n\n\ndef get_config():\n"
+                      "    config = default_config()\n    config.train.stpes = 5\n    return config\n")
+    result = run_cli("train", "--config", str(config), "--workdir", str(tmp_path / "w"))
+    assert_clear_error(result, "stpes", "train.steps")
+    assert not (tmp_path / "w").exists()

@@ -186,3 +186,30 @@ def test_an_unreadable_checkpoint_in_the_bucket_is_moved_aside_and_the_one_befor
 def _newest_checkpoint(emulator):
     steps = {name.split("/")[2] for name in emulator.names("reverse/checkpoints/")}
     return max(int(step) for step in steps if step.isdigit())
+
+
+LOCKING = """
+from t2t_jax.errors import UserError
+from t2t_jax.train.workdir_lock import WorkdirLock
+first = WorkdirLock("gs://t2t-runs/locked")
+first.acquire()
+try:
+    WorkdirLock("gs://t2t-runs/locked").acquire()
+    print("second: taken")
+except UserError as error:
+    print("second: refused:", error)
+first.release()
+with WorkdirLock("gs://t2t-runs/locked"):
+    print("third: taken")
+"""
+
+
+def test_the_workdir_lock_is_exclusive_in_the_bucket(emulator):
+    """Exclusive creation through the GCS precondition ifGenerationMatch=0, which the emulator enforces."""
+    result = subprocess.run([sys.executable, "-c", LOCKING], cwd=ROOT, env=_env(emulator, 1), capture_output=True,
+                            timeout=120)
+    output = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert "second: refused: gs://t2t-runs/locked is being trained by process" in output, output
+    assert "third: taken" in output and "reverse/train.lock" not in emulator.names("reverse/")
+    assert "locked/train.lock" not in emulator.names("locked/")

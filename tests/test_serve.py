@@ -46,11 +46,15 @@ def decoded(workdir):
 
 @pytest.fixture(scope="module")
 def server(workdir, tmp_path_factory):
+    yield from start_server(workdir, tmp_path_factory, "jax")
+
+
+def start_server(workdir, tmp_path_factory, backend):
     port = free_port()
     log = tmp_path_factory.mktemp("serve_log") / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "t2t_jax", "serve", "--workdir", workdir, "--port", str(port),
-                                    *LIMITS], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+                                    "--backend", backend, *LIMITS], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 400
     while True:
@@ -223,3 +227,20 @@ def test_the_page_translates_and_shows_attention_in_a_headless_browser(server, d
         browser.close()
     assert problems == ["Failed to load resource: the server responded with a status of 413 (Request Entity Too "
                         "Large)"], problems  # the browser's own note of the refused request, nothing else
+
+
+def test_the_ctranslate2_backend_serves_the_same_translations(workdir, decoded, tmp_path_factory):
+    pytest.importorskip("ctranslate2")
+    server = start_server(workdir, tmp_path_factory, "ctranslate2")
+    url = next(server)
+    try:
+        status, _, body = call(url, "/v1/translate", {"text": LINES})
+        assert status == 200 and body["translations"] == [decoded[text] for text in LINES]
+        status, _, body = call(url, "/v1/translate", {"text": ["1 2 3"], "n_best": 2})
+        assert status == 200 and body["translations"][0][0]["text"] == decoded["1 2 3"]
+        status, _, model = call(url, "/v1/model")
+        assert model["backend"] == "ctranslate2" and model["step"] == 300 and not model["attention"]
+        status, _, body = call(url, "/v1/attention?text=1")
+        assert status == 404 and "jax backend" in body["error"]
+    finally:
+        next(server, None)  # stops it

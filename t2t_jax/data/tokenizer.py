@@ -16,6 +16,7 @@ from sentencepiece import sentencepiece_model_pb2
 from t2t_jax import storage
 from t2t_jax.errors import UserError
 
+VOCAB_FILE = "vocab.model"  # a workdir's (and an export's) SentencePiece model
 MODEL_TYPES = ("bpe", "unigram")
 ALGORITHMIC_SYMBOLS = tuple("0123456789+")  # one piece per symbol, ids 3.. in this order
 

@@ -18,13 +18,18 @@ import numpy as np
 from t2t_jax import storage
 from t2t_jax.data import sources
 from t2t_jax.data.settings import DataSettings
-from t2t_jax.data.tokenizer import ALGORITHMIC_SYMBOLS, Tokenizer, train_tokenizer, write_algorithmic_vocabulary
+from t2t_jax.data.tokenizer import (
+    ALGORITHMIC_SYMBOLS,
+    VOCAB_FILE,
+    Tokenizer,
+    train_tokenizer,
+    write_algorithmic_vocabulary,
+)
 from t2t_jax.data.uris import AlgorithmicUri, SourceUri, parse_mixture
 from t2t_jax.errors import UserError
 
 _log = logging.getLogger(__name__)
 
-VOCAB_FILE = "vocab.model"
 _ALGORITHMIC_VOCAB_SIZE = 3 + len(ALGORITHMIC_SYMBOLS)
 _POLL_SECONDS = 2.0
 

@@ -54,10 +54,13 @@ class JaxBackend:
         self._keep = keep_searches
 
     @classmethod
-    def from_workdir(cls, workdir: str, checkpoint: str = "latest", max_batch: int | None = None) -> JaxBackend:
+    def from_workdir(
+        cls, workdir: str, checkpoint: str = "latest", max_batch: int | None = None,
+        overrides: Sequence[tuple[str, str]] = (),
+    ) -> JaxBackend:
         from t2t_jax.translate import Translator
 
-        translator = Translator.from_workdir(workdir, checkpoint)
+        translator = Translator.from_workdir(workdir, checkpoint, overrides=overrides)
         translator.max_batch = max_batch
         return cls(translator, workdir)
 
@@ -95,4 +98,59 @@ class JaxBackend:
                        "max_extra_length": config.decode.max_extra_length,
                        "max_source_length": config.data.max_source_length,
                        "batch_tokens": config.decode.batch_tokens},
+        }
+
+
+class CTranslate2Backend:
+    """CTranslate2 on the workdir's model, converted when the server starts (int8 with quantize="int8"):
+    any beam size and alpha, nothing to compile. Attention maps need the jax backend."""
+
+    name = "ctranslate2"
+
+    def __init__(self, translator: Any, workdir: str, step: int | None) -> None:
+        self.translator, self.workdir, self.step = translator, workdir, step
+        self.beam_size, self.alpha = translator.beam_size, translator.alpha
+
+    @classmethod
+    def from_workdir(
+        cls, workdir: str, checkpoint: str = "latest", quantize: str | None = None,
+        overrides: Sequence[tuple[str, str]] = (),
+    ) -> CTranslate2Backend:
+        import tempfile
+
+        from t2t_jax.serving.ctranslate2 import CTranslate2Translator, export_ctranslate2
+
+        with tempfile.TemporaryDirectory() as scratch:
+            manifest = export_ctranslate2(workdir, f"{scratch}/export", checkpoint, quantize)
+            translator = CTranslate2Translator.from_export(f"{scratch}/export", intra_threads=0)
+        for key, text in overrides:  # the decode settings CTranslate2 reads from the manifest
+            field = key.removeprefix("decode.")
+            if field in ("beam_size", "max_extra_length"):
+                setattr(translator, field, int(text))
+            elif field == "alpha":
+                translator.alpha = float(text)
+            else:
+                raise UserError(f"--config.{key} does not apply to --backend ctranslate2")
+        return cls(translator, workdir, manifest.get("step"))
+
+    def translate(self, texts: Sequence[str], nbest: int, beam_size: int, alpha: float) -> Hypotheses:
+        return self.translator.scored(texts, nbest, beam_size, alpha)
+
+    def warm_up(self) -> int:
+        self.translator.translate(["warm up"])  # loads the kernels once
+        return 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.translator.tokenizer.encode(text)) + 1
+
+    def describe(self) -> dict[str, Any]:
+        manifest = self.translator.manifest
+        return {
+            "backend": self.name, "workdir": self.workdir, "step": self.step,
+            "quantization": manifest.get("quantization"),
+            "vocabulary": {"size": self.translator.tokenizer.vocab_size, "source_lang": manifest.get("source_lang"),
+                           "target_lang": manifest.get("target_lang")},
+            "decode": {"beam_size": self.beam_size, "alpha": self.alpha,
+                       "max_extra_length": self.translator.max_extra_length,
+                       "max_source_length": self.translator.max_source_length, "batch_tokens": 4096},
         }

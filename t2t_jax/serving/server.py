@@ -6,6 +6,7 @@ import errno
 import logging
 import socket
 import time
+from collections.abc import Sequence
 
 from t2t_jax.errors import UserError
 from t2t_jax.serving.app import Limits, create_app
@@ -35,18 +36,19 @@ def check_port(host: str, port: int) -> None:
 
 def load_backend(
     workdir: str, backend: str = "jax", checkpoint: str = "latest", max_batch: int | None = None,
-    quantize: str | None = None,
+    quantize: str | None = None, overrides: Sequence[tuple[str, str]] = (),
 ) -> Backend:
-    """The model of `workdir` behind `backend` (jax | ctranslate2, converted on the fly, int8 with quantize)."""
+    """The model of `workdir` behind `backend` (jax | ctranslate2, converted on the fly, int8 with quantize);
+    overrides: ("decode.KEY", "VALUE") changes of the decode settings."""
     if backend not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "jax":
         if quantize:
             raise UserError("--quantize needs --backend ctranslate2")
-        return JaxBackend.from_workdir(workdir, checkpoint, max_batch)
-    from t2t_jax.serving.ctranslate2 import CTranslate2Backend
+        return JaxBackend.from_workdir(workdir, checkpoint, max_batch, overrides)
+    from t2t_jax.serving.backends import CTranslate2Backend
 
-    return CTranslate2Backend.from_workdir(workdir, checkpoint, quantize)
+    return CTranslate2Backend.from_workdir(workdir, checkpoint, quantize, overrides)
 
 
 def serve(backend: Backend, host: str, port: int, limits: Limits) -> None:

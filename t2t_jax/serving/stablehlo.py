@@ -35,12 +35,11 @@ from jax import export
 
 from t2t_jax import storage
 from t2t_jax.data.decode_batches import LENGTH_MULTIPLE, BatchPlan, encode_sources, round_up
-from t2t_jax.data.tokenizer import Tokenizer
+from t2t_jax.data.tokenizer import VOCAB_FILE, Tokenizer
 from t2t_jax.errors import UserError
 from t2t_jax.serving.manifest import read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
-VOCAB_FILE = "vocab.model"
 PARAMS_FILE = "params.npz"
 PROGRAMS = "programs"
 GEOMETRIC_FROM = 256  # buckets every 8 tokens up to here (at most 32 programs), then doubling
@@ -96,6 +95,7 @@ def export_stablehlo(
         max_extra_length=decode.max_extra_length, max_source_length=config.data.max_source_length,
         batch_tokens=decode.batch_tokens, buckets=buckets, bucketing=_bucketing(buckets), platforms=platforms,
         dtype=dtype, param_dtype=_dtype_name(params), params=PARAMS_FILE, checkpoint=checkpoint,
+        source_lang=config.data.source_lang, target_lang=config.data.target_lang,
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from t2t_jax import configuration, data, storage
+from t2t_jax.data.tokenizer import VOCAB_FILE
 from t2t_jax.distributed import agree, initialize_from_environment, wait_for_all
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer
@@ -27,6 +28,7 @@ from t2t_jax.train.programs import jit_programs
 from t2t_jax.train.reporting import Reporter, host_metrics
 from t2t_jax.train.state import train_setup
 from t2t_jax.train.stopping import SIGTERM, TIME_BUDGET, SigtermFlag, StopVote
+from t2t_jax.train.workdir_lock import WorkdirLock
 
 
 def accumulation_steps(config: ml_collections.ConfigDict, devices: int) -> int:
@@ -39,6 +41,13 @@ def accumulation_steps(config: ml_collections.ConfigDict, devices: int) -> int:
 def _check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     if not storage.is_file(storage.join(workdir, configuration.CONFIG_FILE)):
         return
+    checkpoints = storage.path(storage.join(workdir, "checkpoints"))
+    trained = checkpoints.is_dir() and any(item.name.isdigit() for item in checkpoints.iterdir())
+    if trained and not storage.exists(storage.join(workdir, VOCAB_FILE)):
+        raise UserError(  # a new vocabulary would give the trained ids other meanings
+            f"{workdir} holds checkpoints but its {VOCAB_FILE} is missing: put the run's vocabulary back "
+            "(the model's token ids depend on it), or train into a new --workdir"
+        )
     differences = configuration.model_differences(configuration.load_workdir_config(workdir), config)
     if differences:
         raise UserError(
@@ -189,18 +198,45 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     SIGTERM (on any process: all stop after the same step). Returns the last train and eval metrics."""
     initialize_from_environment()  # multi-host runs: before anything asks JAX for its devices
     storage.make_folder(workdir)
-    _check_workdir_config(config, workdir)
-    if jax.process_index() == 0:
-        configuration.save_config(config, workdir)
-    trainer = Trainer(config, workdir)
-    sigterm = SigtermFlag()
+    lock = _lock_workdir(workdir)
     try:
-        return _run(trainer, sigterm)
+        agree(_problem(lambda: _check_workdir_config(config, workdir)))  # every host stops on it, none waits
+        if jax.process_index() == 0:
+            configuration.save_config(config, workdir)
+        trainer = Trainer(config, workdir)
+        sigterm = SigtermFlag()
+        try:
+            return _run(trainer, sigterm)
+        finally:
+            sigterm.restore()
+            trainer.checkpoints.wait()
+            trainer.checkpoints.close()
+            trainer.reporter.close()
     finally:
-        sigterm.restore()
-        trainer.checkpoints.wait()
-        trainer.checkpoints.close()
-        trainer.reporter.close()
+        if lock is not None:
+            lock.release()
+
+
+def _problem(check: Any) -> str | None:
+    """The UserError `check()` raises, as text (None if it passes)."""
+    try:
+        check()
+    except UserError as error:
+        return str(error)
+    return None
+
+
+def _lock_workdir(workdir: str) -> WorkdirLock | None:
+    """Process 0 takes the workdir's lock for the whole run; if it cannot, every process stops with its reason."""
+    lock, error = None, None
+    if jax.process_index() == 0:
+        lock = WorkdirLock(workdir)
+        try:
+            lock.acquire()
+        except UserError as refused:
+            lock, error = None, str(refused)
+    agree(error)
+    return lock
 
 
 def _require_finite(loss_plus_update_norm: float, current: int, workdir: str) -> None:
