@@ -12,9 +12,10 @@ import time
 import jax
 import jax.numpy as jnp
 
+from t2t_jax import sharding
 from t2t_jax.configuration import load_config
 from t2t_jax.model import Transformer
-from t2t_jax.train import sharding, step
+from t2t_jax.train import step
 from t2t_jax.train.state import train_setup
 
 

@@ -15,9 +15,10 @@ import json
 import jax
 import jax.numpy as jnp
 
+from t2t_jax import sharding
 from t2t_jax.configuration import default_config
 from t2t_jax.model import Transformer
-from t2t_jax.train import sharding, step
+from t2t_jax.train import step
 from t2t_jax.train.state import train_setup
 
 LENGTH, VOCAB, BATCHES, BUDGETS_GIB = 128, 32000, (64, 128), (16, 40, 80)

@@ -24,8 +24,9 @@ def measure(data: int, fsdp: int, tensor: int) -> dict:
 
     import jax
 
+    from t2t_jax import sharding
     from t2t_jax.configuration import load_config
-    from t2t_jax.train import sharding, step
+    from t2t_jax.train import step
     from t2t_jax.train.loop import Trainer
 
     config = load_config(os.path.join(ROOT, "configs", "reverse.py"))

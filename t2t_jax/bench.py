@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from t2t_jax import sharding
 from t2t_jax.configuration import model_config
 from t2t_jax.model import Transformer, TransformerConfig
-from t2t_jax.train import sharding, step
+from t2t_jax.train import step
 from t2t_jax.train.state import train_setup
 
 # Dense peak FLOP/s per chip from the vendors' datasheets (no sparsity).

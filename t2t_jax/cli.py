@@ -210,9 +210,10 @@ def run_eval(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None
 
 @command
 def run_average(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
+    from t2t_jax import sharding
     from t2t_jax.configuration import load_workdir_config
     from t2t_jax.data.tokenizer import VOCAB_FILE, Tokenizer
-    from t2t_jax.train import checkpoint, sharding
+    from t2t_jax.train import checkpoint
     from t2t_jax.train.state import train_setup
 
     if args.last < 1:

@@ -99,9 +99,10 @@ class CompiledStep(NamedTuple):
 def compile_step(config: ml_collections.ConfigDict, devices: list[Any]) -> CompiledStep:
     """Compiles the step that training would run on `devices`: one update from one microbatch, or with gradient
     accumulation its microbatch program."""
+    from t2t_jax import sharding
     from t2t_jax.configuration import model_config
     from t2t_jax.model import Transformer
-    from t2t_jax.train import sharding, step
+    from t2t_jax.train import step
     from t2t_jax.train.loop import accumulation_steps
     from t2t_jax.train.optim import make_optimizer
     from t2t_jax.train.programs import jit_programs

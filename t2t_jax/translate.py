@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from t2t_jax import storage
+from t2t_jax import sharding, storage
 from t2t_jax.configuration import apply_override, load_workdir_config, model_config
 from t2t_jax.data.decode_batches import BatchPlan, encode_sources, length_buckets
 from t2t_jax.data.tokenizer import VOCAB_FILE, Tokenizer
@@ -33,10 +33,9 @@ from t2t_jax.distributed import gather
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer, TransformerConfig
 from t2t_jax.model.inference import init_cache, reorder_cache, step_fn, unstack_layers
-from t2t_jax.train import sharding
-from t2t_jax.visualize.capture import attention_weights
-from t2t_jax.visualize.maps import AttentionMaps
-from t2t_jax.visualize.words import merge_words as merge_pieces_into_words
+
+if TYPE_CHECKING:
+    from t2t_jax.visualize.maps import AttentionMaps
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +188,10 @@ class Translator:
         mean of its pieces' rows, its column the sum of its pieces' columns, so rows still sum to 1.
         Returns encoder [layers, heads, S, S], decoder [layers, heads, T, T], cross [layers, heads, T, S].
         """
+        from t2t_jax.visualize.capture import attention_weights  # the visualizer only when asked for
+        from t2t_jax.visualize.maps import AttentionMaps
+        from t2t_jax.visualize.words import merge_words as merge_pieces_into_words
+
         source_ids = encode_sources(self.tokenizer, [source], self.config.data.max_source_length)[0]
         if not source_ids:
             raise UserError("the source sentence is empty: give a sentence to look at")

@@ -239,3 +239,18 @@ def test_model_and_decoding_import_without_tensorflow():
     )
     process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert process.returncode == 0, f"tensorflow or t2t_jax.data loaded: {process.stdout}{process.stderr}"
+
+
+def test_the_layers_import_downwards_only():
+    """sharding sits below training and decoding; translating (as evaluation during training does) loads
+    neither the training loop nor the visualizer."""
+    code = (
+        "import sys\n"
+        "import t2t_jax.sharding, t2t_jax.translate\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('t2t_jax.visualize', 't2t_jax.train.loop',"
+        " 't2t_jax.serving')) or m == 't2t_jax.train.sharding')\n"
+        "print(loaded)\n"
+        "sys.exit(1 if loaded else 0)\n"
+    )
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, f"loaded: {process.stdout}{process.stderr}"

@@ -40,7 +40,8 @@ RUN = textwrap.dedent("""
         report["decoded"] = translator.translate(["1 2 3", "4 5 6 7 8", "9", "2 2 4 4 6"], nbest=2)
         report["decode_batch_multiple"] = translator.decoder.batch_multiple
     if len(sys.argv) > 6:  # also report how the restored parameters are laid out
-        from t2t_jax.train import checkpoint, sharding
+        from t2t_jax import sharding
+        from t2t_jax.train import checkpoint
         from t2t_jax.train.state import train_setup
         mesh = sharding.make_mesh(config.mesh)
         target = sharding.abstract_state(train_setup(config, 14)[2], mesh)

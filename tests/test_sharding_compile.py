@@ -17,7 +17,8 @@ COMPILE = textwrap.dedent("""
     import sys, tempfile
     sys.path.insert(0, "tests")
     from train_helpers import reverse_config
-    from t2t_jax.train import sharding, step
+    from t2t_jax import sharding
+    from t2t_jax.train import step
     from t2t_jax.train.loop import Trainer
     data, fsdp, tensor = map(int, sys.argv[1:4])
     config = reverse_config()

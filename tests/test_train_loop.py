@@ -78,9 +78,9 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_good_checkp
 
 
 def _abstract_state(workdir):
+    from t2t_jax import sharding
     from t2t_jax.configuration import load_workdir_config
     from t2t_jax.data.tokenizer import Tokenizer
-    from t2t_jax.train import sharding
     from t2t_jax.train.state import train_setup
 
     config = load_workdir_config(workdir)

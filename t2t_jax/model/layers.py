@@ -40,7 +40,7 @@ class Dropout(nn.Module):
 
 
 def constrain(activations: Array, *axes: str) -> Array:
-    """Names the axes of an activation for the sharding rules (t2t_jax.train.sharding), so that XLA keeps it split
+    """Names the axes of an activation for the sharding rules (t2t_jax.sharding), so that XLA keeps it split
     that way instead of guessing from the parameters' layout. Outside a mesh with rules (a user's own project,
     one device) it does nothing."""
     return nn.with_logical_constraint(activations, axes)

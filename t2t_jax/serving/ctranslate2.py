@@ -227,8 +227,8 @@ def restore_cpu_params(workdir: str, config: Any, vocab_size: int, checkpoint: s
     import jax
     from flax import linen as nn
 
+    from t2t_jax import sharding
     from t2t_jax.model.inference import unstack_layers
-    from t2t_jax.train import sharding
     from t2t_jax.train.state import restore_params_and_step
 
     mesh = sharding.present_mesh(config.mesh, jax.local_devices(backend="cpu"))

@@ -133,8 +133,9 @@ def _restore(workdir: str, config: Any, vocab_size: int, which: str) -> tuple[Pa
     from flax import linen as nn
     from flax import traverse_util
 
+    from t2t_jax import sharding
     from t2t_jax.model.inference import unstack_layers
-    from t2t_jax.train import checkpoint, sharding
+    from t2t_jax.train import checkpoint
     from t2t_jax.train.state import train_setup
 
     if jax.process_count() > 1:

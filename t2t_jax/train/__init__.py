@@ -1,1 +1,1 @@
-"""Training: optimizer and schedule, loss, jitted steps, sharding, checkpoints, and the loop."""
+"""Training: optimizer and schedule, loss, jitted steps, checkpoints, and the loop (sharding: t2t_jax.sharding)."""

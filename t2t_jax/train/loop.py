@@ -17,12 +17,12 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from t2t_jax import configuration, data, storage
+from t2t_jax import configuration, data, sharding, storage
 from t2t_jax.data.tokenizer import VOCAB_FILE
 from t2t_jax.distributed import agree, initialize_from_environment, wait_for_all
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer
-from t2t_jax.train import checkpoint, sharding, step
+from t2t_jax.train import checkpoint, step
 from t2t_jax.train.optim import learning_rate_schedule
 from t2t_jax.train.programs import jit_programs
 from t2t_jax.train.reporting import Reporter, host_metrics

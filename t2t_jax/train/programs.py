@@ -11,7 +11,8 @@ import optax
 from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from t2t_jax.train import sharding, step
+from t2t_jax import sharding
+from t2t_jax.train import step
 
 
 class Programs(NamedTuple):

@@ -11,9 +11,10 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
+from t2t_jax import sharding
 from t2t_jax.configuration import model_config
 from t2t_jax.model import Transformer, TransformerConfig
-from t2t_jax.train import checkpoint, sharding
+from t2t_jax.train import checkpoint
 from t2t_jax.train.optim import make_optimizer
 from t2t_jax.train.step import TrainState
 
