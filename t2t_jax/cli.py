@@ -214,14 +214,14 @@ def run_average(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> N
     from t2t_jax.configuration import load_workdir_config
     from t2t_jax.data.tokenizer import VOCAB_FILE, Tokenizer
     from t2t_jax.train import checkpoint
-    from t2t_jax.train.state import train_setup
+    from t2t_jax.train.state import abstract_train_state
 
     if args.last < 1:
         raise UserError(f"--last must be at least 1, got {args.last}")
     writer = _on_every_host()  # on several hosts, each restores and saves its share of the arrays
     config = load_workdir_config(args.workdir)
     vocab_size = Tokenizer.load(storage.join(args.workdir, VOCAB_FILE)).vocab_size
-    target = sharding.abstract_state(train_setup(config, vocab_size)[2], sharding.present_mesh(config.mesh))
+    target = abstract_train_state(config, vocab_size, sharding.present_mesh(config.mesh))
     step, steps = checkpoint.average_checkpoints(args.workdir, args.last, target)
     if writer:
         print(f"averaged checkpoints {steps} into {args.workdir}/averaged/{step}")

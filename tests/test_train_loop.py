@@ -81,11 +81,11 @@ def _abstract_state(workdir):
     from t2t_jax import sharding
     from t2t_jax.configuration import load_workdir_config
     from t2t_jax.data.tokenizer import Tokenizer
-    from t2t_jax.train.state import train_setup
+    from t2t_jax.train.state import abstract_train_state
 
     config = load_workdir_config(workdir)
     vocab = Tokenizer.load(os.path.join(workdir, "vocab.model")).vocab_size
-    return sharding.abstract_state(train_setup(config, vocab)[2], sharding.make_mesh(config.mesh))
+    return abstract_train_state(config, vocab, sharding.make_mesh(config.mesh))
 
 
 def test_a_changed_data_setting_is_one_clear_error_that_moves_nothing(tmp_path):

@@ -15,7 +15,7 @@ import tensorflow as tf
 from t2t_jax.data import algorithmic, textfiles
 from t2t_jax.data.settings import DataSettings
 from t2t_jax.data.uris import AlgorithmicUri, SourceUri, TextUri, TfdsUri, TsvUri
-from t2t_jax.errors import UserError
+from t2t_jax.errors import UserError, one_line
 
 if TYPE_CHECKING:
     import tensorflow_datasets as tfds
@@ -129,7 +129,7 @@ def _tfds_builder(
     try:
         builder = tfds.builder(uri.name, data_dir=data_dir)
     except (ValueError, KeyError) as error:  # DatasetNotFoundError is a ValueError
-        raise UserError(f"unknown TFDS dataset {uri.name!r}: {_one_line(error)}") from None
+        raise UserError(f"unknown TFDS dataset {uri.name!r}: {one_line(error)}") from None
     features = set(builder.info.features.keys())
     for field, lang in (("source_lang", settings.source_lang), ("target_lang", settings.target_lang)):
         if lang not in features:
@@ -148,7 +148,7 @@ def _prepare(builder: tfds.core.DatasetBuilder, uri: TfdsUri, process_count: int
     try:
         builder.download_and_prepare()
     except Exception as error:  # network, disk, manual-download datasets: all the user's to fix
-        raise UserError(f"could not prepare TFDS {uri.name} in {builder.data_dir}: {_one_line(error)}") from None
+        raise UserError(f"could not prepare TFDS {uri.name} in {builder.data_dir}: {one_line(error)}") from None
 
 
 def _tfds_split(uri: TfdsUri, builder: tfds.core.DatasetBuilder, role: str) -> str:
@@ -158,7 +158,7 @@ def _tfds_split(uri: TfdsUri, builder: tfds.core.DatasetBuilder, role: str) -> s
         try:
             splits[split]
         except (KeyError, ValueError, AssertionError) as error:
-            raise UserError(f"TFDS {uri.name} has no split {split!r} ({_one_line(error)}); "
+            raise UserError(f"TFDS {uri.name} has no split {split!r} ({one_line(error)}); "
                             f"it has: {', '.join(sorted(splits.keys()))}") from None
     return split
 
@@ -175,8 +175,3 @@ def _describe(uri: SourceUri) -> str:
     if isinstance(uri, TsvUri):
         return f"tsv:{uri.path}"
     return str(uri)
-
-
-def _one_line(error: BaseException) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__

@@ -14,7 +14,7 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
 from t2t_jax import storage
-from t2t_jax.errors import UserError
+from t2t_jax.errors import UserError, one_line
 
 VOCAB_FILE = "vocab.model"  # a workdir's (and an export's) SentencePiece model
 MODEL_TYPES = ("bpe", "unigram")
@@ -43,7 +43,7 @@ class Tokenizer:
         try:
             processor.LoadFromSerializedProto(proto)
         except (RuntimeError, OSError) as error:
-            raise UserError(f"{path} is not a SentencePiece model ({_one_line(error)})") from None
+            raise UserError(f"{path} is not a SentencePiece model ({one_line(error)})") from None
         _check_special_ids(processor, path)
         return cls(processor, path)
 
@@ -107,7 +107,7 @@ def train_tokenizer(
             minloglevel=2,
         )
     except RuntimeError as error:
-        raise UserError(f"SentencePiece training for {model_path} failed: {_one_line(error)}") from None
+        raise UserError(f"SentencePiece training for {model_path} failed: {one_line(error)}") from None
     return _write_model(model.getvalue(), model_path)
 
 
@@ -147,8 +147,3 @@ def _check_special_ids(processor: spm.SentencePieceProcessor, path: str) -> None
              if found[name] != want]
     if wrong:
         raise UserError(f"{path} does not use the T2T ids (pad 0, eos 1, unk 2, no bos): {'; '.join(wrong)}")
-
-
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[-1] if lines else type(error).__name__

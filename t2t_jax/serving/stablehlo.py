@@ -135,15 +135,12 @@ def _restore(workdir: str, config: Any, vocab_size: int, which: str) -> tuple[Pa
 
     from t2t_jax import sharding
     from t2t_jax.model.inference import unstack_layers
-    from t2t_jax.train import checkpoint
-    from t2t_jax.train.state import train_setup
+    from t2t_jax.train.state import restore_params_and_step
 
     if jax.process_count() > 1:
         raise UserError("export runs on one host: run `t2t-jax export` as a single process")
-    _, _, init = train_setup(config, vocab_size)
-    mesh = sharding.decoding_mesh(config.mesh)
-    state, step = checkpoint.restore_state(workdir, which, sharding.abstract_state(init, mesh))
-    params = unstack_layers(state.params) if config.model.scan_layers else nn.unbox(state.params)
+    params, step = restore_params_and_step(workdir, config, vocab_size, which, sharding.decoding_mesh(config.mesh))
+    params = unstack_layers(params) if config.model.scan_layers else nn.unbox(params)
     flat = traverse_util.flatten_dict(jax.device_get(params), sep="/")
     return {name: np.asarray(value) for name, value in flat.items()}, int(step)
 

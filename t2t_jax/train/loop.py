@@ -26,7 +26,7 @@ from t2t_jax.train import checkpoint, step
 from t2t_jax.train.optim import learning_rate_schedule
 from t2t_jax.train.programs import jit_programs
 from t2t_jax.train.reporting import Reporter, host_metrics
-from t2t_jax.train.state import train_setup
+from t2t_jax.train.state import abstract_train_state, train_setup
 from t2t_jax.train.stopping import SIGTERM, TIME_BUDGET, SigtermFlag, StopVote
 from t2t_jax.train.workdir_lock import WorkdirLock
 
@@ -301,7 +301,7 @@ def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
     trainer.checkpoints.wait()
     # a time budget ends the run as planned, SIGTERM only interrupts it; every process averages (sharded arrays)
     if cfg.average_last > 0 and SIGTERM not in stopped_by:
-        abstract = sharding.abstract_state(train_setup(trainer.config, trainer.tokenizer.vocab_size)[2], trainer.mesh)
+        abstract = abstract_train_state(trainer.config, trainer.tokenizer.vocab_size, trainer.mesh)
         averaged_step, steps = checkpoint.average_checkpoints(trainer.workdir, cfg.average_last, abstract)
         reporter.say(f"averaged checkpoints {steps} into {trainer.workdir}/averaged/{averaged_step}")
     return last

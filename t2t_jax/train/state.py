@@ -52,6 +52,10 @@ def restore_params_and_step(
 ) -> tuple[Any, int]:
     """`restore_params` and the training step the checkpoint was saved at."""
     mesh = sharding.make_mesh(config.mesh) if mesh is None else mesh
-    _, _, init = train_setup(config, vocab_size)
-    state, step = checkpoint.restore_state(workdir, which, sharding.abstract_state(init, mesh))
+    state, step = checkpoint.restore_state(workdir, which, abstract_train_state(config, vocab_size, mesh))
     return state.params, step
+
+
+def abstract_train_state(config: ml_collections.ConfigDict, vocab_size: int, mesh: Mesh) -> Any:
+    """The train state's shapes, dtypes and shardings on `mesh`, without allocating it (to restore into)."""
+    return sharding.abstract_state(train_setup(config, vocab_size)[2], mesh)
