@@ -38,4 +38,10 @@ test-fast: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n 2 --dist loadgroup -m "not slow"
 
-.PHONY: install demo test test-fast
+# docs/attention_reverse.{png,html}, the README's attention pictures, made again from a fresh model
+docs: install
+	$(BIN)/t2t-jax train --config configs/reverse.py --workdir runs/reverse-docs --config.train.steps=800
+	for format in png html; do $(BIN)/t2t-jax attention --workdir runs/reverse-docs \
+	  --source "3 1 4 1 5 9 2 6 5 3" --output docs/attention_reverse.$$format; done
+
+.PHONY: install demo test test-fast docs
