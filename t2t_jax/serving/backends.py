@@ -106,6 +106,9 @@ class CTranslate2Backend:
     any beam size and alpha, nothing to compile. Attention maps need the jax backend."""
 
     name = "ctranslate2"
+    # nothing to compile per shape, and CTranslate2 decodes sources of one length per call (one length limit per
+    # call): merge more of the waiting requests than the JAX backend does
+    batch_tokens = 16384
 
     def __init__(self, translator: Any, workdir: str, step: int | None) -> None:
         self.translator, self.workdir, self.step = translator, workdir, step
@@ -152,5 +155,6 @@ class CTranslate2Backend:
                            "target_lang": manifest.get("target_lang")},
             "decode": {"beam_size": self.beam_size, "alpha": self.alpha,
                        "max_extra_length": self.translator.max_extra_length,
-                       "max_source_length": self.translator.max_source_length, "batch_tokens": 4096},
+                       "max_source_length": self.translator.max_source_length,
+                       "batch_tokens": self.batch_tokens},
         }
