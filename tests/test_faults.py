@@ -109,3 +109,27 @@ def test_a_missing_vocabulary_is_one_clear_error_and_nothing_moves(tmp_path):
     assert_clear_error(trained, "vocab.model is missing")
     assert saved_steps(str(workdir)) == steps and not (workdir / "vocab.model").exists()
     assert_clear_error(run_cli("decode", "--workdir", str(workdir), stdin=b"1 2\n"), "vocab.model")
+
+
+def _file_size_limit(limit_bytes):
+    def apply():  # in the child: writes beyond the limit fail with EFBIG (Python ignores SIGXFSZ), as on a full disk
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return apply
+
+
+def test_a_save_that_cannot_write_fails_the_run_and_the_last_checkpoint_stays(tmp_path):
+    """The disk 'fills up' during a save (every file is capped at 64 KiB: the checkpoint's array file cannot be
+    written, the small logs can): the run fails, the checkpoint before stays the newest complete one, and once there
+    is room again the run resumes from it."""
+    workdir = str(tmp_path / "w")
+    resume(workdir, 2)
+    result = subprocess.run([sys.executable, "-m", "t2t_jax", "train", *SMALL, "--workdir", workdir,
+                             "--config.train.steps=4", "--config.train.eval_every=1000"], cwd=ROOT,
+                            capture_output=True, timeout=300, preexec_fn=_file_size_limit(64 * 1024))
+    assert result.returncode != 0, result.stdout.decode()[-2000:]
+    assert saved_steps(workdir)[-1] == 2, saved_steps(workdir)
+    output = resume(workdir, 4)
+    assert "training 2 -> 4" in output, output[-2000:]
+    assert saved_steps(workdir)[-1] == 4
