@@ -23,6 +23,7 @@ import numpy as np
 from t2t_jax import sharding
 from t2t_jax.configuration import model_config
 from t2t_jax.model import Transformer, TransformerConfig
+from t2t_jax.model.inference import decoding_config
 from t2t_jax.train import step
 from t2t_jax.train.state import train_setup
 
@@ -168,7 +169,7 @@ def bench_decode(config: ml_collections.ConfigDict, vocab_size: int, batch: int,
     """Beam search (config.decode beam and alpha) on random weights and random sources."""
     from t2t_jax.translate import BeamDecoder
 
-    model_cfg = model_config(config, vocab_size).replace(scan_layers=False)
+    model_cfg = decoding_config(model_config(config, vocab_size))
     rng = np.random.default_rng(0)
     inputs = rng.integers(3, vocab_size, (batch, source_length)).astype(np.int32)
     params = jax.jit(Transformer(model_cfg).init)(jax.random.PRNGKey(0), inputs, inputs[:, :4])["params"]

@@ -32,7 +32,7 @@ from t2t_jax.decoding import beam_search
 from t2t_jax.distributed import gather
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer, TransformerConfig
-from t2t_jax.model.inference import init_cache, reorder_cache, step_fn, unstack_layers
+from t2t_jax.model.inference import decoding_config, init_cache, reorder_cache, step_fn, unstack_layers
 
 if TYPE_CHECKING:
     from t2t_jax.visualize.maps import AttentionMaps
@@ -46,7 +46,7 @@ class BeamDecoder:
     def __init__(
         self, config: TransformerConfig, beam_size: int, alpha: float, max_extra_length: int, mesh: Mesh | None = None
     ) -> None:
-        self.config = config.replace(scan_layers=False, remat="none")
+        self.config = decoding_config(config)
         self.beam_size, self.alpha, self.max_extra_length = beam_size, alpha, max_extra_length
         # with a mesh, batches are split over its data axes; the parameters keep the shardings they come with
         self.input_sharding = None if mesh is None else sharding.batch_sharding(mesh)

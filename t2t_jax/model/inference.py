@@ -35,9 +35,14 @@ Cache = Any
 StepFn = Callable[[Array, Cache], tuple[Array, Cache]]
 
 
+def decoding_config(config: TransformerConfig) -> TransformerConfig:
+    """The model as decoding runs it: per-layer parameters (see `unstack_layers`), nothing recomputed."""
+    return config.replace(scan_layers=False, remat="none")
+
+
 def _stepwise(config: TransformerConfig) -> TransformerConfig:
-    """The same model run one token at a time: cached decoding, per-layer parameters, no remat."""
-    return config.replace(decode=True, scan_layers=False, remat="none")
+    """The same model run one token at a time: cached decoding."""
+    return decoding_config(config).replace(decode=True)
 
 
 def init_cache(

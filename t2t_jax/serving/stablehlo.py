@@ -153,9 +153,9 @@ def _translate_fn(config: Any, vocab_size: int, dtype: str) -> Callable[[Params,
     from t2t_jax.configuration import model_config
     from t2t_jax.decoding import beam_search
     from t2t_jax.model import Transformer
-    from t2t_jax.model.inference import init_cache, reorder_cache, step_fn
+    from t2t_jax.model.inference import decoding_config, init_cache, reorder_cache, step_fn
 
-    model = model_config(config, vocab_size).replace(dtype=jnp.dtype(dtype), scan_layers=False, remat="none")
+    model = decoding_config(model_config(config, vocab_size).replace(dtype=jnp.dtype(dtype)))
     beam_size, alpha, extra = config.decode.beam_size, config.decode.alpha, config.decode.max_extra_length
 
     def translate(params: Params, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
