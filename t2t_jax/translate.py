@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 
 from t2t_jax import sharding, storage
 from t2t_jax.configuration import apply_override, load_workdir_config, model_config
-from t2t_jax.data.decode_batches import BatchPlan, encode_sources, length_buckets
+from t2t_jax.data.decode_batches import BatchPlan, best_only, decode_lines, encode_sources, length_buckets
 from t2t_jax.data.tokenizer import VOCAB_FILE, Tokenizer
 from t2t_jax.decoding import beam_search
 from t2t_jax.distributed import gather
@@ -158,8 +158,7 @@ class Translator:
 
     def translate(self, texts: Sequence[str], nbest: int = 1) -> list[str] | list[list[tuple[str, float]]]:
         """One translation per input (or, with nbest > 1, the n best with their scores), in input order."""
-        results = self.scored(texts, nbest)
-        return [best[0][0] for best in results] if nbest == 1 else results
+        return best_only(self.scored(texts, nbest), nbest)
 
     def scored(self, texts: Sequence[str], nbest: int = 1) -> list[list[tuple[str, float]]]:
         """The n best translations of each input with their scores (length-normalized log-probabilities; an
@@ -168,14 +167,8 @@ class Translator:
             raise UserError(f"nbest (--nbest) must be between 1 and the beam size {self.beam_size}, got {nbest}"
                             + (" (raise --beam_size)" if nbest > self.beam_size else ""))
         ids = encode_sources(self.tokenizer, texts, self.config.data.max_source_length)
-        results: list[list[tuple[str, float]]] = [[("", 0.0)] * nbest for _ in texts]
-        for rows, batch in self.batch_plan().batches(ids):
-            sequences, scores = self.decoder(self.params, batch)
-            for row, index in enumerate(rows):
-                results[index] = [
-                    (self.tokenizer.decode(sequences[row, k].tolist()), float(scores[row, k])) for k in range(nbest)
-                ]
-        return results
+        return decode_lines(ids, self.batch_plan(), lambda batch: self.decoder(self.params, batch),
+                            self.tokenizer.decode, nbest)
 
     def attention(self, source: str, target: str | None = None, merge_words: bool = False) -> AttentionMaps:
         """Attention weights of every layer and head for `source` and `target` (default: this translator's own

@@ -111,12 +111,10 @@ def test_a_missing_vocabulary_is_one_clear_error_and_nothing_moves(tmp_path):
     assert_clear_error(run_cli("decode", "--workdir", str(workdir), stdin=b"1 2\n"), "vocab.model")
 
 
-def _file_size_limit(limit_bytes):
-    def apply():  # in the child: writes beyond the limit fail with EFBIG (Python ignores SIGXFSZ), as on a full disk
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-    return apply
+# the CLI with every file it writes capped (RLIMIT_FSIZE, set in the child itself: no fork from this process)
+CAPPED = ("import resource, runpy, sys; limit = int(sys.argv.pop(1)); "
+          "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); sys.argv[0] = 't2t-jax'; "
+          "runpy.run_module('t2t_jax', run_name='__main__')")
 
 
 def test_a_save_that_cannot_write_fails_the_run_and_the_last_checkpoint_stays(tmp_path):
@@ -125,10 +123,13 @@ def test_a_save_that_cannot_write_fails_the_run_and_the_last_checkpoint_stays(tm
     is room again the run resumes from it."""
     workdir = str(tmp_path / "w")
     resume(workdir, 2)
-    result = subprocess.run([sys.executable, "-m", "t2t_jax", "train", *SMALL, "--workdir", workdir,
+    # writes beyond the cap fail with EFBIG (Python ignores SIGXFSZ), as they fail with ENOSPC on a full disk
+    result = subprocess.run([sys.executable, "-c", CAPPED, str(64 * 1024), "train", *SMALL, "--workdir", workdir,
                              "--config.train.steps=4", "--config.train.eval_every=1000"], cwd=ROOT,
-                            capture_output=True, timeout=300, preexec_fn=_file_size_limit(64 * 1024))
+                            capture_output=True, timeout=300)
     assert result.returncode != 0, result.stdout.decode()[-2000:]
+    assert "training 2 -> 4" in result.stdout.decode() and "File too large" in result.stderr.decode(), \
+        result.stderr.decode()[-3000:]  # it trained, then its save failed for want of room
     assert saved_steps(workdir)[-1] == 2, saved_steps(workdir)
     output = resume(workdir, 4)
     assert "training 2 -> 4" in output, output[-2000:]

@@ -10,7 +10,7 @@ decode the same batches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,3 +97,25 @@ class BatchPlan:
             batches.append((rows, batch))
             start += len(rows)
         return batches
+
+
+Hypotheses = list[list[tuple[str, float]]]  # per line: the n best (text, score), best first
+
+
+def decode_lines(
+    ids: list[list[int]], plan: BatchPlan, decode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    detokenize: Callable[[list[int]], str], nbest: int,
+) -> Hypotheses:
+    """The n best (text, score) of each line, in line order: every batch of `plan` goes through
+    decode(batch [B, L]) -> (sequences [B, beam, T], scores [B, beam]), best first; an empty line gives ("", 0.0)."""
+    results: Hypotheses = [[("", 0.0)] * nbest for _ in ids]
+    for rows, batch in plan.batches(ids):
+        sequences, scores = (np.asarray(array) for array in decode(batch))
+        for row, index in enumerate(rows):
+            results[index] = [(detokenize(sequences[row, k].tolist()), float(scores[row, k])) for k in range(nbest)]
+    return results
+
+
+def best_only(results: Hypotheses, nbest: int) -> list[str] | Hypotheses:
+    """What `translate` returns: the best text per line when nbest is 1, else the n-best lists."""
+    return [best[0][0] for best in results] if nbest == 1 else results

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from t2t_jax import storage
-from t2t_jax.data.decode_batches import encode_sources
+from t2t_jax.data.decode_batches import best_only, encode_sources
 from t2t_jax.data.tokenizer import VOCAB_FILE, Tokenizer
 from t2t_jax.errors import UserError
 from t2t_jax.model.config import TransformerConfig
@@ -320,8 +320,7 @@ class CTranslate2Translator:
         self, texts: Sequence[str], nbest: int = 1, beam_size: int | None = None, alpha: float | None = None
     ) -> list[str] | list[list[tuple[str, float]]]:
         """One translation per input (or, with nbest > 1, the n best with their scores), in input order."""
-        results = self.scored(texts, nbest, beam_size, alpha)
-        return [best[0][0] for best in results] if nbest == 1 else results
+        return best_only(self.scored(texts, nbest, beam_size, alpha), nbest)
 
     def scored(
         self, texts: Sequence[str], nbest: int = 1, beam_size: int | None = None, alpha: float | None = None

@@ -34,7 +34,14 @@ import numpy as np
 from jax import export
 
 from t2t_jax import storage
-from t2t_jax.data.decode_batches import LENGTH_MULTIPLE, BatchPlan, encode_sources, round_up
+from t2t_jax.data.decode_batches import (
+    LENGTH_MULTIPLE,
+    BatchPlan,
+    best_only,
+    decode_lines,
+    encode_sources,
+    round_up,
+)
 from t2t_jax.data.tokenizer import VOCAB_FILE, Tokenizer
 from t2t_jax.errors import UserError
 from t2t_jax.serving.manifest import read_manifest, write_manifest
@@ -238,8 +245,7 @@ class ExportedTranslator:
 
     def translate(self, texts: Sequence[str], nbest: int = 1) -> list[str] | list[list[tuple[str, float]]]:
         """One translation per input (or, with nbest > 1, the n best with their scores), in input order."""
-        results = self.scored(texts, nbest)
-        return [best[0][0] for best in results] if nbest == 1 else results
+        return best_only(self.scored(texts, nbest), nbest)
 
     def scored(self, texts: Sequence[str], nbest: int = 1) -> list[list[tuple[str, float]]]:
         """The n best translations of each input with their scores (length-normalized log-probabilities; an
@@ -247,13 +253,6 @@ class ExportedTranslator:
         if not 1 <= nbest <= self.beam_size:
             raise UserError(f"nbest must be between 1 and the exported beam size {self.beam_size}, got {nbest}")
         ids = encode_sources(self.tokenizer, texts, self.manifest["max_source_length"])
-        results: list[list[tuple[str, float]]] = [[("", 0.0)] * nbest for _ in texts]
         plan = BatchPlan(self.buckets, self.manifest["batch_tokens"], self.beam_size)
-        for rows, batch in plan.batches(ids):
-            sequences, scores = self._programs[batch.shape[1]](self._params, batch)  # [B, beam, T], [B, beam]
-            sequences, scores = np.asarray(sequences), np.asarray(scores)
-            for row, index in enumerate(rows):
-                results[index] = [
-                    (self.tokenizer.decode(sequences[row, k].tolist()), float(scores[row, k])) for k in range(nbest)
-                ]
-        return results
+        return decode_lines(ids, plan, lambda batch: self._programs[batch.shape[1]](self._params, batch),
+                            self.tokenizer.decode, nbest)
