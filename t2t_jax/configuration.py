@@ -8,6 +8,7 @@ back from there, so a model is always decoded with the settings it was trained w
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.util
 import json
@@ -19,38 +20,40 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from t2t_jax import storage
+from t2t_jax import sections, storage
+from t2t_jax.data.settings import DataSettings
 from t2t_jax.errors import UserError
 from t2t_jax.model import TransformerConfig
+from t2t_jax.train.settings import DecodeSettings, TrainSettings
 
 CONFIG_FILE = "config.json"
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """Every setting with its default: the paper's base model and training recipe."""
+    """Every setting with its default: the paper's base model and training recipe. Each section's fields and
+    defaults are written once, in its dataclass: TransformerConfig, DataSettings, TrainSettings, DecodeSettings."""
     config = ml_collections.ConfigDict()
-    config.model = dict(
-        d_model=512, d_ff=2048, num_heads=8, d_k=0, d_v=0, num_encoder_layers=6, num_decoder_layers=6,
-        dropout_rate=0.1, attention_dropout_rate=0.0, relu_dropout_rate=0.0, max_length=1024,
-        position_encoding="sinusoidal", norm_placement="post", share_embeddings="all", scale_embeddings=True,
-        dtype="float32", param_dtype="float32", scan_layers=False, remat="none", attention_chunk=0,
-    )
-    config.data = dict(
-        train="", eval="", source_lang="en", target_lang="de", tfds_data_dir="", vocab_path="", vocab_size=32000,
-        vocab_model_type="bpe", vocab_sample_lines=1_000_000, max_source_length=256, max_target_length=256,
-        batch_tokens=4096, batch_size=0, packing=False, pack_length=256, shuffle_buffer=50_000, seed=0,
-        algorithmic_min_length=1, algorithmic_max_length=20, algorithmic_eval_examples=1000,
-    )
-    config.train = dict(
-        steps=100_000, schedule="rsqrt", learning_rate_scale=1.0, learning_rate=1e-3, warmup_steps=4000,
-        adam_b1=0.9, adam_b2=0.98, adam_eps=1e-9, weight_decay=0.0, grad_clip_norm=0.0, label_smoothing=0.1,
-        tokens_per_update=0, seed=0, log_every=100, eval_every=1000, checkpoint_every=1000, keep_checkpoints=5,
-        max_seconds=0.0, eval_examples=0, eval_bleu=False, bleu_examples=500, average_last=0,
-    )
-    config.decode = dict(beam_size=4, alpha=0.6, max_extra_length=50, batch_tokens=4096)
-    config.mesh = dict(data=-1, fsdp=1, tensor=1)
+    config.model = model_section(TransformerConfig.base(vocab_size=1))
+    config.data = sections.defaults(DataSettings)
+    config.train = sections.defaults(TrainSettings)
+    config.decode = sections.defaults(DecodeSettings)
+    config.mesh = dict(data=-1, fsdp=1, tensor=1)  # t2t_jax/sharding.py: -1 takes the devices left
     config.lock()  # a config file that sets a misspelt key (config.train.stpes) fails instead of adding it
     return config
+
+
+_RUNTIME_FIELDS = ("vocab_size", "target_vocab_size", "decode")  # set from the vocabulary and by the decoder
+
+
+def model_section(preset: TransformerConfig) -> dict[str, Any]:
+    """A TransformerConfig (a preset: .base, .big, .tiny, or .replace(...) of one) as config.model's fields:
+    dtypes by name, d_k and d_v 0 for d_model / num_heads. `config.model.update(model_section(...))` in a
+    config file takes a preset's sizes."""
+    fields = {field.name: getattr(preset, field.name) for field in dataclasses.fields(preset)
+              if field.name not in _RUNTIME_FIELDS}
+    fields["d_k"], fields["d_v"] = fields["d_k"] or 0, fields["d_v"] or 0
+    fields["dtype"], fields["param_dtype"] = jnp.dtype(fields["dtype"]).name, jnp.dtype(fields["param_dtype"]).name
+    return fields
 
 
 def load_config(path: str, overrides: list[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
@@ -160,10 +163,10 @@ def model_differences(old: ml_collections.ConfigDict, new: ml_collections.Config
     """Settings that change the model's shape or vocabulary between two configs."""
     keys = [f"model.{k}" for k in new.model if k not in _HOW_NOT_WHAT]
     keys += [f"data.{k}" for k in ("vocab_size", "vocab_path", "vocab_model_type")]
-    differences = []
+    differences, defaults = [], default_config()
     for key in keys:
         section, name = key.split(".")
-        before, after = old[section].get(name), new[section].get(name)
+        before, after = (config[section].get(name, defaults[section][name]) for config in (old, new))
         if before != after:
             differences.append(f"{key}: {before!r} -> {after!r}")
     return differences

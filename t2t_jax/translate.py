@@ -33,6 +33,7 @@ from t2t_jax.distributed import gather
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer, TransformerConfig
 from t2t_jax.model.inference import decoding_config, init_cache, reorder_cache, step_fn, unstack_layers
+from t2t_jax.train.settings import DecodeSettings
 
 if TYPE_CHECKING:
     from t2t_jax.visualize.maps import AttentionMaps
@@ -95,13 +96,14 @@ class Translator:
         self.max_batch, self.mesh = max_batch, mesh
         self.step: int | None = None  # the checkpoint's training step, when loaded from a workdir
         self.config, self.tokenizer = config, tokenizer
+        self.decode_settings = DecodeSettings.from_config(config.decode)
         self.set_params(params)
-        self.beam_size = config.decode.beam_size if beam_size is None else beam_size
+        self.beam_size = self.decode_settings.beam_size if beam_size is None else beam_size
         if self.beam_size < 1:
             raise UserError(f"the beam size (--beam_size, decode.beam_size) must be at least 1, got {self.beam_size}")
-        self.alpha = config.decode.alpha if alpha is None else alpha
+        self.alpha = self.decode_settings.alpha if alpha is None else alpha
         self.decoder = BeamDecoder(
-            self.model_config, self.beam_size, self.alpha, config.decode.max_extra_length, mesh
+            self.model_config, self.beam_size, self.alpha, self.decode_settings.max_extra_length, mesh
         )
 
     def set_params(self, params: Any) -> None:
@@ -141,7 +143,7 @@ class Translator:
         other = copy.copy(self)
         other.beam_size, other.alpha = beam_size, alpha
         other.decoder = BeamDecoder(
-            self.model_config, beam_size, alpha, self.config.decode.max_extra_length, self.mesh
+            self.model_config, beam_size, alpha, self.decode_settings.max_extra_length, self.mesh
         )
         return other
 
@@ -211,7 +213,7 @@ class Translator:
 
     def batch_plan(self) -> BatchPlan:
         """How `translate` batches lines: length buckets every 8 tokens, decode.batch_tokens, max_batch."""
-        return BatchPlan(length_buckets(self.config.data.max_source_length), self.config.decode.batch_tokens,
+        return BatchPlan(length_buckets(self.config.data.max_source_length), self.decode_settings.batch_tokens,
                          self.beam_size, self.max_batch, self.decoder.batch_multiple)
 
     def warm_up(self) -> int:

@@ -7,10 +7,10 @@ them (`require_train`, `require_eval`). Wrong values raise `UserError` naming th
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 from t2t_jax.errors import UserError
+from t2t_jax.sections import read_section, require_positive
 
 _POSITIVE = ("vocab_size", "vocab_sample_lines", "max_source_length", "max_target_length", "batch_tokens",
              "pack_length", "shuffle_buffer", "algorithmic_min_length", "algorithmic_max_length",
@@ -45,21 +45,13 @@ class DataSettings:
     @classmethod
     def from_config(cls, data_config: Any) -> DataSettings:
         """Reads an ml_collections.ConfigDict (or any mapping / attribute object) with the fields above."""
-        if isinstance(data_config, DataSettings):
-            return data_config
-        values = {}
-        for field in dataclasses.fields(cls):
-            value = _get(data_config, field.name, field.default)
-            values[field.name] = _typed(field.name, value, type(field.default))
-        settings = cls(**values)
+        settings = read_section(cls, data_config, "data")
         settings.check()
         return settings
 
     def check(self) -> None:
         """Raises UserError for values no pipeline can use."""
-        for name in _POSITIVE:
-            if getattr(self, name) <= 0:
-                raise UserError(f"data.{name} must be positive, got {getattr(self, name)}")
+        require_positive("data", self, _POSITIVE)
         if self.batch_size < 0:
             raise UserError(f"data.batch_size must be 0 (use batch_tokens) or positive, got {self.batch_size}")
         if self.vocab_model_type not in ("bpe", "unigram"):
@@ -77,21 +69,3 @@ class DataSettings:
         if not self.eval.strip():
             raise UserError("data.eval is not set: give a data URI such as text:valid.en,valid.de")
         return self.eval
-
-
-def _get(data_config: Any, name: str, default: Any) -> Any:
-    if isinstance(data_config, Mapping):
-        return data_config.get(name, default)
-    return getattr(data_config, name, default)
-
-
-def _typed(name: str, value: Any, kind: type) -> Any:
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise UserError(f"data.{name} must be True or False, got {value!r}")
-        return value
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise UserError(f"data.{name} must be an integer, got {value!r}")
-    if kind is str and not isinstance(value, str):
-        raise UserError(f"data.{name} must be a string, got {value!r}")
-    return value

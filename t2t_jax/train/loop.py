@@ -26,6 +26,7 @@ from t2t_jax.train import checkpoint, step
 from t2t_jax.train.optim import learning_rate_schedule
 from t2t_jax.train.programs import jit_programs
 from t2t_jax.train.reporting import Reporter, host_metrics
+from t2t_jax.train.settings import TrainSettings
 from t2t_jax.train.state import abstract_train_state, train_setup
 from t2t_jax.train.stopping import SIGTERM, TIME_BUDGET, SigtermFlag, StopVote
 from t2t_jax.train.workdir_lock import WorkdirLock
@@ -61,7 +62,8 @@ class Trainer:
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str) -> None:
         self.config, self.workdir = config, workdir
-        self.reporter = Reporter(workdir, config.train.steps)
+        self.settings = TrainSettings.from_config(config.train)
+        self.reporter = Reporter(workdir, self.settings.steps)
         _prepare_data(config, self.reporter)
         self.tokenizer = data.build_vocabulary(config.data, workdir)
         self.model_cfg, optimizer, init = train_setup(config, self.tokenizer.vocab_size)
@@ -70,9 +72,9 @@ class Trainer:
         self.batch_multiple = max(1, sharding.batch_parallelism(self.mesh) // jax.process_count())
         self.accumulation = accumulation_steps(config, jax.device_count())
         self.tokens_per_update = self.accumulation * config.data.batch_tokens * jax.device_count()
-        self.schedule = learning_rate_schedule(config.train, self.model_cfg.d_model)
+        self.schedule = learning_rate_schedule(self.settings, self.model_cfg.d_model)
         self.iterator = self._iterator(config.data.seed)
-        self.checkpoints = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
+        self.checkpoints = checkpoint.Checkpoints(workdir, keep=self.settings.keep_checkpoints)
         abstract = sharding.abstract_state(init, self.mesh)
         restored = self.checkpoints.restore_latest(abstract, self.iterator)
         if restored is None:
@@ -102,14 +104,14 @@ class Trainer:
                                    devices=jax.local_device_count(), seed=seed)
 
     def _compile(self, model: Transformer, optimizer: Any, state_shardings: Any) -> None:
-        programs = jit_programs(model, optimizer, self.config.train.label_smoothing, state_shardings, self.mesh)
+        programs = jit_programs(model, optimizer, self.settings.label_smoothing, state_shardings, self.mesh)
         self.train_step, self.compute_gradients = programs.train_step, programs.compute_gradients
         self.add, self.apply_gradients, self.eval_step = programs.add, programs.apply_gradients, programs.eval_step
 
     def update(self, batches: list[dict[str, np.ndarray]]) -> dict[str, Any]:
         """One optimizer update from `accumulation` microbatches."""
         number = int(self.state.step)
-        seed = self.config.train.seed
+        seed = self.settings.seed
         if len(batches) == 1:
             self.state, metrics = self.train_step(
                 self.state, sharding.global_batch(batches[0], self.batch_sharding), step.dropout_key(seed, number)
@@ -128,16 +130,15 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Loss and perplexity on the eval set; BLEU of beam decoding too when train.eval_bleu."""
-        cfg = self.config
         batch_size = max(32 // self.batch_multiple, 1) * self.batch_multiple
         sums = None
         for batch in data.eval_batches(
-            cfg.data, self.tokenizer, batch_size=batch_size, max_examples=cfg.train.eval_examples or None
+            self.config.data, self.tokenizer, batch_size=batch_size, max_examples=self.settings.eval_examples or None
         ):
             metrics = self.eval_step(self.state.params, sharding.global_batch(batch, self.batch_sharding))
             sums = metrics if sums is None else step.add_trees(sums, metrics)
         result = host_metrics(sums)
-        if cfg.train.eval_bleu:
+        if self.settings.eval_bleu:
             result["bleu"] = self.bleu()
         return result
 
@@ -145,7 +146,7 @@ class Trainer:
         from t2t_jax.evaluate import score
         from t2t_jax.translate import Translator
 
-        pairs = data.eval_pairs(self.config.data, max_examples=self.config.train.bleu_examples or None)
+        pairs = data.eval_pairs(self.config.data, max_examples=self.settings.bleu_examples or None)
         # each host decodes a share of the set with its own devices, from a full copy of the parameters
         single = jax.process_count() == 1
         params = self.state.params if single else multihost_utils.process_allgather(self.state.params, tiled=True)
@@ -248,10 +249,11 @@ def _require_finite(loss_plus_update_norm: float, current: int, workdir: str) ->
 
 
 def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
-    cfg, reporter = trainer.config.train, trainer.reporter
+    settings, reporter = trainer.settings, trainer.reporter
     first_step = int(trainer.state.step)
     reporter.say(
-        f"training {first_step} -> {cfg.steps} steps on {jax.device_count()} {jax.devices()[0].platform} device(s), "
+        f"training {first_step} -> {settings.steps} steps on {jax.device_count()} {jax.devices()[0].platform} "
+        "device(s), "
         f"mesh {dict(trainer.mesh.shape)}, ~{trainer.tokens_per_update:,} tokens per update (per side: "
         f"{trainer.accumulation} microbatch(es) x {trainer.config.data.batch_tokens} x {jax.device_count()} devices), "
         f"vocabulary {trainer.tokenizer.vocab_size}, compute {trainer.model_cfg.dtype.name} "
@@ -261,17 +263,17 @@ def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
     previous_seconds = float(trainer.meta.get("train_seconds", 0.0))
     last: dict[str, Any] = {}
     current, vote, stopped_by = first_step, StopVote(), ()
-    while current < cfg.steps:
+    while current < settings.steps:
         batches = [next(trainer.iterator) for _ in range(trainer.accumulation)]
         interval_tokens += sum(int(np.count_nonzero(b["inputs"]) + np.count_nonzero(b["targets"])) for b in batches)
         metrics = trainer.update(batches)
         interval_sums = metrics if interval_sums is None else step.add_trees(interval_sums, metrics)
         current += 1
         trainer.meta["train_seconds"] = previous_seconds + time.time() - started
-        out_of_time = 0 < cfg.max_seconds <= trainer.meta["train_seconds"]
+        out_of_time = 0 < settings.max_seconds <= trainer.meta["train_seconds"]
         stopped_by = vote.decide((sigterm.raised, out_of_time))  # the same on every process
-        ending = current >= cfg.steps or bool(stopped_by)
-        if current % cfg.log_every == 0 or ending:
+        ending = current >= settings.steps or bool(stopped_by)
+        if current % settings.log_every == 0 or ending:
             train_metrics = host_metrics(interval_sums)
             train_metrics.update(
                 learning_rate=float(trainer.schedule(current - 1)),
@@ -282,26 +284,26 @@ def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
             reporter.write(current, "train", train_metrics)
             last["train"] = train_metrics
             interval_start, interval_tokens, interval_sums = time.time(), 0, None
-        if current % cfg.eval_every == 0 or (ending and SIGTERM not in stopped_by):  # preempted: save first
+        if current % settings.eval_every == 0 or (ending and SIGTERM not in stopped_by):  # preempted: save first
             eval_metrics = trainer.evaluate()
             reporter.write(current, "eval", eval_metrics)
             reporter.say(f"eval at step {current}: " + "  ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()))
             last["eval"] = eval_metrics
             trainer.maybe_save_best(eval_metrics)
-        if current % cfg.checkpoint_every == 0 or ending:
+        if current % settings.checkpoint_every == 0 or ending:
             # never checkpoint a diverged state
             _require_finite(float(metrics["loss"]) + float(metrics["update_norm"]), current, trainer.workdir)
             trainer.save()
         if stopped_by:
-            budget = f"{TIME_BUDGET} of train.max_seconds={cfg.max_seconds:g}"
+            budget = f"{TIME_BUDGET} of train.max_seconds={settings.max_seconds:g}"
             why = " and ".join(budget if reason == TIME_BUDGET else reason for reason in stopped_by)
             reporter.say(f"stopped at step {current} by {why}; checkpoint saved, run again to resume")
             break
     stopped_by = stopped_by or vote.settle()
     trainer.checkpoints.wait()
     # a time budget ends the run as planned, SIGTERM only interrupts it; every process averages (sharded arrays)
-    if cfg.average_last > 0 and SIGTERM not in stopped_by:
+    if settings.average_last > 0 and SIGTERM not in stopped_by:
         abstract = abstract_train_state(trainer.config, trainer.tokenizer.vocab_size, trainer.mesh)
-        averaged_step, steps = checkpoint.average_checkpoints(trainer.workdir, cfg.average_last, abstract)
+        averaged_step, steps = checkpoint.average_checkpoints(trainer.workdir, settings.average_last, abstract)
         reporter.say(f"averaged checkpoints {steps} into {trainer.workdir}/averaged/{averaged_step}")
     return last

@@ -13,11 +13,13 @@ import jax.numpy as jnp
 import optax
 
 from t2t_jax.errors import UserError
+from t2t_jax.train.settings import TrainSettings
 
 
-def learning_rate_schedule(train_config: Any, d_model: int) -> optax.Schedule:
+def learning_rate_schedule(train_config: TrainSettings | Any, d_model: int) -> optax.Schedule:
     """train.schedule: 'rsqrt' (the paper, times train.learning_rate_scale), 'constant' or 'cosine'
-    (peak train.learning_rate after train.warmup_steps)."""
+    (peak train.learning_rate after train.warmup_steps). `train_config`: TrainSettings or config.train."""
+    train_config = TrainSettings.from_config(train_config)
     kind, warmup = train_config.schedule, train_config.warmup_steps
     if kind == "rsqrt":
         scale = train_config.learning_rate_scale * d_model**-0.5
@@ -36,8 +38,9 @@ def learning_rate_schedule(train_config: Any, d_model: int) -> optax.Schedule:
     raise UserError(f"train.schedule must be rsqrt, constant or cosine, got {kind!r}")
 
 
-def make_optimizer(train_config: Any, d_model: int) -> optax.GradientTransformation:
+def make_optimizer(train_config: TrainSettings | Any, d_model: int) -> optax.GradientTransformation:
     """Adam with the paper's betas and epsilon by default; clipping and decoupled weight decay optional."""
+    train_config = TrainSettings.from_config(train_config)
     schedule = learning_rate_schedule(train_config, d_model)
     adam = optax.adamw(
         schedule, b1=train_config.adam_b1, b2=train_config.adam_b2, eps=train_config.adam_eps,

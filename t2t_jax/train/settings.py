@@ -1,0 +1,79 @@
+"""`config.train` and `config.decode` as typed, checked, frozen settings: the one place their defaults live.
+
+`t2t_jax.configuration.default_config()` builds its train and decode sections from these dataclasses (its model
+section from `TransformerConfig`, its data section from `DataSettings`). Wrong values raise `UserError` naming
+the `train.FIELD` or `decode.FIELD`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from t2t_jax.errors import UserError
+from t2t_jax.sections import read_section, require_not_negative, require_positive
+
+SCHEDULES = ("rsqrt", "constant", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """The fields of `config.train`: the paper's recipe (section 5) by default."""
+
+    steps: int = 100_000
+    schedule: str = "rsqrt"  # rsqrt (the paper) | constant | cosine
+    learning_rate_scale: float = 1.0  # rsqrt: times d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)
+    learning_rate: float = 1e-3  # constant and cosine: the peak
+    warmup_steps: int = 4000
+    adam_b1: float = 0.9
+    adam_b2: float = 0.98
+    adam_eps: float = 1e-9
+    weight_decay: float = 0.0
+    grad_clip_norm: float = 0.0
+    label_smoothing: float = 0.1
+    tokens_per_update: int = 0  # > 0: accumulate microbatches up to about this many tokens per side
+    seed: int = 0
+    log_every: int = 100
+    eval_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 5
+    max_seconds: float = 0.0  # > 0: stop (and, with the cosine schedule, finish decaying) after this training time
+    eval_examples: int = 0
+    eval_bleu: bool = False
+    bleu_examples: int = 500
+    average_last: int = 0  # > 0: at the end, average the last this many checkpoints
+
+    @classmethod
+    def from_config(cls, section: Any) -> TrainSettings:
+        settings = read_section(cls, section, "train")
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        require_positive("train", self, ("steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"))
+        require_not_negative("train", self, ("warmup_steps", "weight_decay", "grad_clip_norm", "tokens_per_update",
+                                      "max_seconds", "eval_examples", "bleu_examples", "average_last"))
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"train.schedule must be rsqrt, constant or cosine, got {self.schedule!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UserError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSettings:
+    """The fields of `config.decode`: beam search as in the paper (section 6.1)."""
+
+    beam_size: int = 4
+    alpha: float = 0.6  # length penalty ((5 + length) / 6) ** alpha
+    max_extra_length: int = 50  # a translation has at most source length + this many tokens
+    batch_tokens: int = 4096  # source tokens per decoding batch
+
+    @classmethod
+    def from_config(cls, section: Any) -> DecodeSettings:
+        settings = read_section(cls, section, "decode")
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        require_positive("decode", self, ("beam_size", "batch_tokens"))
+        require_not_negative("decode", self, ("alpha", "max_extra_length"))
