@@ -18,7 +18,8 @@ from flax import linen as nn
 
 from t2t_jax.decoding import beam_search, expand_to_beams, gather_beams
 from t2t_jax.model import Transformer, TransformerConfig
-from t2t_jax.model.inference import init_cache, reorder_cache, step_fn
+from t2t_jax.model.cache import reorder_cache
+from t2t_jax.model.inference import init_cache, step_fn
 
 
 def is_cross_attention(path) -> bool:

@@ -32,7 +32,8 @@ from t2t_jax.decoding import beam_search
 from t2t_jax.distributed import gather
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer, TransformerConfig
-from t2t_jax.model.inference import decoding_config, init_cache, reorder_cache, step_fn, unstack_layers
+from t2t_jax.model.cache import reorder_cache
+from t2t_jax.model.inference import decoding_config, init_cache, step_fn, unstack_layers
 from t2t_jax.train.settings import DecodeSettings
 
 if TYPE_CHECKING:

@@ -2,36 +2,28 @@
 reordering, beam search against a reference that recomputes the whole decoder, batch independence, no tensorflow."""
 
 import functools
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import VOCAB, init_params, modules_loaded, random_tokens, small_config
 from flax import linen as nn
 
 from t2t_jax.decoding import beam_search
-from t2t_jax.model import Transformer, TransformerConfig, shift_right
-from t2t_jax.model.inference import init_cache, reorder_cache, step_fn, unstack_layers
+from t2t_jax.model import Transformer, shift_right
+from t2t_jax.model.cache import reorder_cache
+from t2t_jax.model.inference import init_cache, step_fn, unstack_layers
 
-VOCAB = 23
 EOS = 1
 EOS_PENALTY = 4.0  # subtracted from the EOS logit so that hypotheses run long
 
 
-def small_config(**overrides):
-    settings = dict(d_model=32, d_ff=64, num_heads=4, num_encoder_layers=2, num_decoder_layers=2, max_length=64)
-    return TransformerConfig.tiny(vocab_size=VOCAB, **{**settings, **overrides})
-
-
-@functools.cache
-def init_params(config, seed=0):
-    """Unboxed parameters. The model runs op by op (eager) outside beam search: for this tiny model that is much
-    faster than compiling it, as long as shapes repeat ([2, 6] sources and [2, 5] targets, as in
+def unboxed_params(config):
+    """init_params(config), unboxed. The model runs op by op (eager) outside beam search: for this tiny model that
+    is much faster than compiling it, as long as shapes repeat ([2, 6] sources and [2, 5] targets, as in
     test_model_transformer.py); the step functions are jitted."""
-    inputs, targets = jnp.ones((1, 6), jnp.int32), jnp.ones((1, 5), jnp.int32)
-    return nn.unbox(Transformer(config).init(jax.random.PRNGKey(seed), inputs, targets)["params"])
+    return nn.unbox(init_params(config))
 
 
 def encode(config, params, inputs):
@@ -53,9 +45,9 @@ def sources(lengths, width, seed):
 @pytest.mark.parametrize("norm", ["post", "pre"])
 def test_cached_step_logits_equal_full_sequence_logits(norm):
     config = small_config(norm_placement=norm)
-    params = init_params(config)
+    params = unboxed_params(config)
     inputs = sources([6, 4], 6, seed=0)  # the second source is padded
-    targets = jnp.asarray(np.random.default_rng(1).integers(2, VOCAB, (2, 5)), jnp.int32)
+    targets = random_tokens(1, (2, 5))
     expected = full_logits(config, params, inputs, targets)  # [2, 5, V]
     cache = init_cache(config, params, encode(config, params, inputs), inputs, max_length=5, beam_size=1)
     tokens_to_logits = jax.jit(step_fn(config, params))
@@ -81,14 +73,14 @@ def stack_layers(params):
 def test_decoding_a_scan_layers_model_after_unstack():
     """Train with scan_layers=True, decode with unstack_layers(params) and the same config."""
     config = small_config()
-    params = init_params(config)
+    params = unboxed_params(config)
     scanned = stack_layers(params)
     assert "layers" in scanned["decoder"] and "layers_0" not in scanned["decoder"]
     unstacked = unstack_layers(scanned)
     assert jax.tree_util.tree_structure(unstacked) == jax.tree_util.tree_structure(params)
     scan_config = config.replace(scan_layers=True, remat="full")  # decoding ignores both
     inputs = sources([5, 3], 6, seed=2)
-    targets = jnp.asarray(np.random.default_rng(3).integers(2, VOCAB, (2, 5)), jnp.int32)
+    targets = random_tokens(3, (2, 5))
     expected = full_logits(config, params, inputs, targets)
     cache = init_cache(scan_config, unstacked, encode(config, unstacked, inputs), inputs, max_length=5)
     tokens_to_logits = jax.jit(step_fn(scan_config, unstacked))
@@ -103,7 +95,7 @@ def test_beam_cache_with_reordering_matches_full_decoder_on_each_hypothesis(norm
     """Drive the beam-aware cache by hand: items x beams hypotheses with random tokens, reordered by random parents
     after every step (as beam search does); each hypothesis' logits must equal the full decoder on its history."""
     config = small_config(norm_placement=norm)
-    params = init_params(config)
+    params = unboxed_params(config)
     items, beams, max_length = 2, 3, 5
     inputs = sources([6, 3], 6, seed=4)
     encoded = encode(config, params, inputs)
@@ -194,7 +186,7 @@ def batch_inputs():
 def batch_result(cached):
     config = small_config()
     inputs, max_lengths = batch_inputs()
-    result = beam_searcher(config, MAX_LENGTH, BEAM, ALPHA, cached)(init_params(config), inputs, max_lengths)
+    result = beam_searcher(config, MAX_LENGTH, BEAM, ALPHA, cached)(unboxed_params(config), inputs, max_lengths)
     return np.asarray(result.sequences), np.asarray(result.scores)
 
 
@@ -218,7 +210,7 @@ def test_beam_search_with_cache_equals_full_recomputation():
 
 def test_each_sentence_is_decoded_independently_of_its_batch():
     config = small_config()
-    params = init_params(config)
+    params = unboxed_params(config)
     inputs, max_lengths = batch_inputs()
     sequences, scores = batch_result(cached=True)
     for item in (0,):  # the most padded sentence (each other item costs another compile of beam search)
@@ -229,28 +221,16 @@ def test_each_sentence_is_decoded_independently_of_its_batch():
 
 
 def test_model_and_decoding_import_without_tensorflow():
-    code = (
-        "import sys\n"
-        "import t2t_jax.model, t2t_jax.decoding, t2t_jax.model.inference\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_datasets', 'tf_keras')"
-        " or m.startswith('t2t_jax.data'))\n"
-        "print(loaded)\n"
-        "sys.exit(1 if loaded else 0)\n"
-    )
-    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert process.returncode == 0, f"tensorflow or t2t_jax.data loaded: {process.stdout}{process.stderr}"
+    loaded = modules_loaded("t2t_jax.model, t2t_jax.decoding, t2t_jax.model.inference",
+                            "m.split('.')[0] in ('tensorflow', 'tensorflow_datasets', 'tf_keras')"
+                            " or m.startswith('t2t_jax.data')")
+    assert loaded == [], f"tensorflow or t2t_jax.data loaded: {loaded}"
 
 
 def test_the_layers_import_downwards_only():
     """sharding sits below training and decoding; translating (as evaluation during training does) loads
     neither the training loop nor the visualizer."""
-    code = (
-        "import sys\n"
-        "import t2t_jax.sharding, t2t_jax.translate\n"
-        "loaded = sorted(m for m in sys.modules if m.startswith(('t2t_jax.visualize', 't2t_jax.train.loop',"
-        " 't2t_jax.serving')) or m == 't2t_jax.train.sharding')\n"
-        "print(loaded)\n"
-        "sys.exit(1 if loaded else 0)\n"
-    )
-    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert process.returncode == 0, f"loaded: {process.stdout}{process.stderr}"
+    loaded = modules_loaded("t2t_jax.sharding, t2t_jax.translate",
+                            "m.startswith(('t2t_jax.visualize', 't2t_jax.train.loop', 't2t_jax.serving'))"
+                            " or m == 't2t_jax.train.sharding'")
+    assert loaded == [], f"loaded: {loaded}"

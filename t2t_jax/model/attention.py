@@ -1,13 +1,10 @@
-"""Multi-head scaled dot-product attention (paper section 3.2), its masks, and the decoding KV cache.
+"""Multi-head scaled dot-product attention (paper section 3.2) and its masks.
 
 Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, computed per head; softmax always in float32.
-With `decode=True` the module keeps a cache in the 'cache' collection (layout in model/inference.py):
-- self-attention writes one step's key/value per beam into that beam's slot at `decode_index`; each live
-  hypothesis attends to the slots its mask names, so beam search never copies the cache to reorder beams;
-- encoder-decoder attention projects the encoder output to keys/values ONCE per source, when the cache is
-  created, and all beams of a source share them (the Flax WMT example re-projects them for every beam at
-  every step).
-Attention weights are sown into the 'intermediates' collection (free unless that collection is mutable).
+With `decode=True` one step's queries attend to the keys and values kept by model/cache.py: self-attention
+reads each live hypothesis's own slots (beam search never copies keys to reorder beams), encoder-decoder
+attention the encoder output projected once per source (the Flax WMT example re-projects it for every beam at
+every step). Attention weights are sown into the 'intermediates' collection (free unless it is mutable).
 """
 
 from __future__ import annotations
@@ -18,11 +15,12 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from t2t_jax.model import cache
 from t2t_jax.model.config import TransformerConfig
 from t2t_jax.model.layers import Dropout
 
 Array = jax.Array
-NEG_INF = -1e10  # added to masked logits; large enough in float32 to give exactly zero weight
+MASKED_LOGIT = -1e10  # a masked position's logit: finite, and exactly zero weight after a float32 softmax
 
 
 def attention_mask(
@@ -73,7 +71,7 @@ def chunked_attention(
     def one_chunk(pair: tuple[Array, Array]) -> Array:
         query_chunk, mask_chunk = pair  # [batch, heads, chunk, key_size], [batch, 1, chunk or 1, kv_length]
         logits = jnp.einsum("bhqd,bhkd->bhqk", query_chunk, key).astype(jnp.float32)
-        weights = jax.nn.softmax(jnp.where(mask_chunk, logits, NEG_INF), axis=-1)
+        weights = jax.nn.softmax(jnp.where(mask_chunk, logits, MASKED_LOGIT), axis=-1)
         return jnp.einsum("bhqk,bhkd->bhqd", weights.astype(value.dtype), value)
 
     attended = jax.lax.map(one_chunk, (queries, masks))  # [chunks, batch, heads, chunk, value_size]
@@ -143,7 +141,7 @@ class MultiHeadAttention(nn.Module):
         # the product in the compute dtype (so is its gradient), the softmax in float32
         logits = jnp.einsum(pattern, query, key).astype(jnp.float32)
         if mask is not None:
-            logits = jnp.where(mask, logits, NEG_INF)
+            logits = jnp.where(mask, logits, MASKED_LOGIT)
         weights = jax.nn.softmax(logits, axis=-1)  # [batch, heads, q_length, kv_length] float32
         self.sow("intermediates", "attention_weights", weights)
         if not deterministic and cfg.attention_dropout_rate > 0:
@@ -160,17 +158,17 @@ class MultiHeadAttention(nn.Module):
         mask: Array,  # self: [items, 1, beams, beams * max_length]; cross: [items, 1, 1, source_length]
         decode_index: Array | None,
     ) -> Array:  # [items * beams, heads, 1, value_size]
-        """One decoding step for all beams of all items (see DecodeCache in inference.py for the layout).
+        """One decoding step for all beams of all items, on the keys and values of model/cache.py.
 
         Queries are grouped per item, [items, heads, beams, key_size], so each item's beams attend in one
         matrix product to keys stored once per item: the encoder's, or every beam's self-attention slots.
         """
         if self.self_attention:
-            key, value, primed = self._self_attention_cache(
-                key_proj(inputs_q), value_proj(inputs_q), mask, decode_index
+            key, value, primed = cache.self_attention_slots(
+                self, key_proj(inputs_q), value_proj(inputs_q), mask, decode_index
             )
         else:
-            key, value, primed = self._cross_attention_cache(key_proj, value_proj, inputs_kv)
+            key, value, primed = cache.cross_attention_keys(self, key_proj, value_proj, inputs_kv)
         if not primed:  # the call that creates the cache; its output is never used
             return jnp.zeros(query.shape[:-1] + (self.config.value_size,), query.dtype)
         items, heads = key.shape[:2]
@@ -180,41 +178,6 @@ class MultiHeadAttention(nn.Module):
             grouped, key, value, mask, deterministic=True, key_transposed=self.self_attention
         )
         return attended.transpose(0, 2, 1, 3).reshape(items * beams, heads, 1, -1)
-
-    def _self_attention_cache(
-        self, key: Array, value: Array, mask: Array, decode_index: Array | None
-    ) -> tuple[Array, Array, bool]:
-        """Write this step's key/value [items * beams, heads, 1, size] into each beam's slot at decode_index.
-
-        Slot s = b * max_length + t holds beam b's position t; the mask (which slots make up each live
-        hypothesis) picks every query's own history. Values are [items, heads, slots, size] and keys are
-        stored transposed, [items, heads, size, slots], so that both attention products read the cache
-        as plain (untransposed) matrices.
-        """
-        items, heads, beams = mask.shape[0], key.shape[1], mask.shape[2]
-        slots = mask.shape[3]  # beams * max_length
-        primed = self.has_variable("cache", "cached_key")
-        cached_key = self.variable("cache", "cached_key", jnp.zeros, (items, heads, key.shape[-1], slots), key.dtype)
-        cached_value = self.variable(
-            "cache", "cached_value", jnp.zeros, (items, heads, slots, value.shape[-1]), value.dtype
-        )
-        if primed:
-            positions = jnp.arange(beams) * (slots // beams) + decode_index
-            key = key.reshape(items, beams, heads, -1).transpose(0, 2, 3, 1)  # [items, heads, size, beams]
-            value = value.reshape(items, beams, heads, -1).transpose(0, 2, 1, 3)  # [items, heads, beams, size]
-            cached_key.value = cached_key.value.at[:, :, :, positions].set(key, unique_indices=True)
-            cached_value.value = cached_value.value.at[:, :, positions].set(value, unique_indices=True)
-        return cached_key.value, cached_value.value, primed
-
-    def _cross_attention_cache(
-        self, key_proj: nn.Module, value_proj: nn.Module, encoded: Array | None
-    ) -> tuple[Array, Array, bool]:
-        """Keys/values of the encoder output [items, heads, source_length, size], projected once, when the
-        cache is created, and shared by all beams of an item."""
-        primed = self.has_variable("cache", "cached_key")
-        cached_key = self.variable("cache", "cached_key", lambda: key_proj(encoded))
-        cached_value = self.variable("cache", "cached_value", lambda: value_proj(encoded))
-        return cached_key.value, cached_value.value, primed
 
 
 class Projection(nn.Module):

@@ -5,11 +5,7 @@
     result = beam_search(step_fn(config, params), cache, max_lengths, max_length=max_length,
                          beam_size=beam_size, reorder_cache=reorder_cache)
 
-The cache (a Flax 'cache' collection) holds, per decoder layer, self-attention keys/values
-[items, heads, beams, max_length, size] written once per step into each beam's own slot, and the
-encoder-decoder keys/values [items, heads, source_length, size] projected once per source; at the decoder
-level, the step index, the source padding mask and `slot_beams` [items * beams, max_length], which names
-the slot holding each position of each live hypothesis. Reordering beams touches only `slot_beams`.
+The cache's layout and its reordering (`reorder_cache`) are in model/cache.py.
 
 A decoder-only TransformerLM decodes the same way without the encoder (greedy or sampling, from token 0):
     result = sample(lm_step_fn(config, params), init_lm_cache(config, params, batch, max_length),
@@ -26,12 +22,11 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax import traverse_util
 
-from t2t_jax.decoding.beam_search import gather_beams
+from t2t_jax.model.cache import Cache
 from t2t_jax.model.config import TransformerConfig
 from t2t_jax.model.transformer import Transformer, TransformerLM
 
 Array = jax.Array
-Cache = Any
 StepFn = Callable[[Array, Cache], tuple[Array, Cache]]
 
 
@@ -93,13 +88,6 @@ def lm_step_fn(config: TransformerConfig, params: Any) -> StepFn:
         return logits[:, 0], variables["cache"]
 
     return tokens_to_logits
-
-
-def reorder_cache(cache: Cache, parents: Array) -> Cache:
-    """Beam search's reordering: hypothesis k of item b continues hypothesis parents[b, k] ([items, beams])."""
-    decoder = dict(cache["decoder"])
-    decoder["slot_beams"] = gather_beams(decoder["slot_beams"], parents)
-    return {**cache, "decoder": decoder}
 
 
 def unstack_layers(params: Any) -> Any:

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from t2t_jax.model import cache
 from t2t_jax.model.attention import MultiHeadAttention, attention_mask
 from t2t_jax.model.config import TransformerConfig
 from t2t_jax.model.layers import Dropout, Embedding, FeedForward, PositionEncoding, Residual, layer_norm
@@ -138,7 +139,7 @@ class Decoder(nn.Module):
     """Shifted target embeddings + positions + N decoder layers (+ final norm) + pre-softmax projection.
 
     With config.decode the decoder takes one token per call [B, 1] and keeps its state in the 'cache'
-    collection; the cache is created by a first call with full-length targets (see `init_cache`).
+    collection (model/cache.py), created by a first call with full-length targets (see `init_cache`).
     """
 
     config: TransformerConfig
@@ -159,9 +160,8 @@ class Decoder(nn.Module):
     ) -> Array:  # float32 [B, T, V]
         cfg = self.config
         if cfg.decode:
-            decoder_inputs, positions, self_mask, cross_mask, decode_index = self._decode_step_inputs(
-                inputs, targets
-            )
+            self_mask, cross_mask, decode_index = cache.step_state(self, inputs, targets)
+            decoder_inputs, positions = targets, jnp.full(targets.shape, decode_index)
         else:
             decoder_inputs = shift_right(targets, targets_segmentation)
             positions = default_positions(targets) if targets_positions is None else targets_positions
@@ -188,34 +188,6 @@ class Decoder(nn.Module):
             kernel_init=nn.with_logical_partitioning(nn.initializers.xavier_uniform(), ("embed", "vocab")),
             name="logits",
         )(hidden).astype(jnp.float32)
-
-    def _decode_step_inputs(
-        self, inputs: Array | None, targets: Array
-    ) -> tuple[Array, Array, Array, Array, Array]:
-        """One step's inputs and masks from the cache; `targets` is the previous token of every hypothesis
-        [items * beams, 1] (or, in the call that creates the cache, a placeholder [items * beams, max_length]).
-
-        slot_beams [items * beams, max_length] names, for every live hypothesis and position, the beam slot
-        whose self-attention key/value holds that position; beam search reorders only this small array.
-        """
-        rows, length = targets.shape
-        primed = self.has_variable("cache", "index")
-        source_valid = self.variable(  # [items, source_length]
-            "cache", "source_valid", lambda: jnp.ones((rows, 1), bool) if inputs is None else inputs > 0
-        )
-        index = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
-        slot_beams = self.variable("cache", "slot_beams", jnp.zeros, (rows, length), jnp.int32)
-        items, max_length = source_valid.value.shape[0], slot_beams.value.shape[1]
-        beams, step = rows // items, index.value
-        if primed:
-            own_slot = jnp.arange(rows, dtype=jnp.int32) % beams
-            slot_beams.value = jax.lax.dynamic_update_index_in_dim(slot_beams.value, own_slot, step, axis=1)
-            index.value = step + 1
-        history = slot_beams.value.reshape(items, beams, 1, max_length)
-        self_mask = (history == jnp.arange(beams)[:, None]) & (jnp.arange(max_length) <= step)
-        self_mask = self_mask.reshape(items, 1, beams, beams * max_length)  # query beam -> (slot, position)
-        cross_mask = source_valid.value[:, None, None, :]  # [items, 1, 1, source_length]
-        return targets, jnp.full(targets.shape, step), self_mask, cross_mask, step
 
 
 def _embeddings(config: TransformerConfig) -> tuple[Embedding, Embedding, Embedding | None]:

@@ -160,7 +160,8 @@ def _translate_fn(config: Any, vocab_size: int, dtype: str) -> Callable[[Params,
     from t2t_jax.configuration import model_config
     from t2t_jax.decoding import beam_search
     from t2t_jax.model import Transformer
-    from t2t_jax.model.inference import decoding_config, init_cache, reorder_cache, step_fn
+    from t2t_jax.model.cache import reorder_cache
+    from t2t_jax.model.inference import decoding_config, init_cache, step_fn
 
     model = decoding_config(model_config(config, vocab_size).replace(dtype=jnp.dtype(dtype)))
     beam_size, alpha, extra = config.decode.beam_size, config.decode.alpha, config.decode.max_extra_length
