@@ -5,7 +5,6 @@ layers as a Python loop and as one nn.scan body (config.model.scan_layers).
 """
 
 import argparse
-import functools
 import json
 import time
 
@@ -14,21 +13,18 @@ import jax.numpy as jnp
 
 from t2t_jax import sharding
 from t2t_jax.configuration import load_config
-from t2t_jax.model import Transformer
 from t2t_jax.train import step
-from t2t_jax.train.state import train_setup
+from t2t_jax.train.state import training
 
 
 def compile_seconds(layers: int, scan: bool) -> float:
     config = load_config("configs/base.py")
     config.model.update(num_encoder_layers=layers, num_decoder_layers=layers, scan_layers=scan)
-    model_cfg, optimizer, init = train_setup(config, 8000)
-    state = sharding.abstract_state(init, sharding.make_mesh(config.mesh))
+    setup = training(config, 8000, sharding.make_mesh(config.mesh))
     tokens = jax.ShapeDtypeStruct((32, 64), jnp.int32)
-    train_step = jax.jit(functools.partial(step.train_step, model=Transformer(model_cfg), optimizer=optimizer,
-                                           label_smoothing=0.1), donate_argnums=0)
     start = time.perf_counter()
-    train_step.lower(state, {"inputs": tokens, "targets": tokens}, step.dropout_key(0, 0)).compile()
+    setup.programs.train_step.lower(
+        setup.abstract, {"inputs": tokens, "targets": tokens}, step.dropout_key(0, 0)).compile()
     return time.perf_counter() - start
 
 

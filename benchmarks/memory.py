@@ -9,7 +9,6 @@ needs (the GPU compiler fuses differently); benchmarks/gpu/*.json holds allocato
 """
 
 import argparse
-import functools
 import json
 
 import jax
@@ -17,9 +16,8 @@ import jax.numpy as jnp
 
 from t2t_jax import sharding
 from t2t_jax.configuration import default_config
-from t2t_jax.model import Transformer
 from t2t_jax.train import step
-from t2t_jax.train.state import train_setup
+from t2t_jax.train.state import training
 
 LENGTH, VOCAB, BATCHES, BUDGETS_GIB = 128, 32000, (64, 128), (16, 40, 80)
 SIZES = {"base": dict(), "big": dict(d_model=1024, d_ff=4096, num_heads=16, dropout_rate=0.3)}
@@ -28,13 +26,10 @@ SIZES = {"base": dict(), "big": dict(d_model=1024, d_ff=4096, num_heads=16, drop
 def estimate_gib(size: str, remat: str, batch: int) -> float:
     config = default_config()
     config.model.update(SIZES[size], dtype="bfloat16", remat=remat)
-    model_cfg, optimizer, init = train_setup(config, VOCAB)
-    mesh = sharding.make_mesh(config.mesh)
-    state = sharding.abstract_state(init, mesh)
+    setup = training(config, VOCAB, sharding.make_mesh(config.mesh))
     tokens = jax.ShapeDtypeStruct((batch, LENGTH), jnp.int32)
-    train_step = jax.jit(functools.partial(step.train_step, model=Transformer(model_cfg), optimizer=optimizer,
-                                           label_smoothing=0.1), donate_argnums=0)
-    compiled = train_step.lower(state, {"inputs": tokens, "targets": tokens}, step.dropout_key(0, 0)).compile()
+    compiled = setup.programs.train_step.lower(
+        setup.abstract, {"inputs": tokens, "targets": tokens}, step.dropout_key(0, 0)).compile()
     memory = compiled.memory_analysis()
     used = memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
     return (used - memory.alias_size_in_bytes) / 2**30

@@ -25,7 +25,7 @@ from t2t_jax.configuration import model_config
 from t2t_jax.model import Transformer, TransformerConfig
 from t2t_jax.model.inference import decoding_config
 from t2t_jax.train import step
-from t2t_jax.train.state import train_setup
+from t2t_jax.train.state import training
 
 # Dense peak FLOP/s per chip from the vendors' datasheets (no sparsity).
 DATASHEET_PEAKS = {
@@ -106,18 +106,14 @@ def bench_train(config: ml_collections.ConfigDict, vocab_size: int, batch: int, 
                 profile_dir: str = "") -> dict:
     """Compile time, step time, tokens/s, FLOPs and MFU, memory of the jitted train step; with profile_dir,
     also a trace of three steps and its busiest operations."""
-    model_cfg, optimizer, init = train_setup(config, vocab_size)
     mesh = sharding.make_mesh(config.mesh)
-    state, shardings = sharding.sharded_init(init, mesh)
+    setup = training(config, vocab_size, mesh)
+    model_cfg, train_step = setup.model_config, setup.programs.train_step
+    state, _ = sharding.sharded_init(setup.init, mesh)
     rng = np.random.default_rng(0)
     tokens = {name: rng.integers(3, vocab_size, (batch, length)).astype(np.int32) for name in ("inputs", "targets")}
     batch_arrays = sharding.global_batch(tokens, sharding.batch_sharding(mesh))
 
-    train_step = jax.jit(
-        functools.partial(step.train_step, model=Transformer(model_cfg), optimizer=optimizer,
-                          label_smoothing=config.train.label_smoothing),
-        in_shardings=(shardings, sharding.batch_sharding(mesh), None), donate_argnums=0,
-    )
     key = step.dropout_key(0, 0)
     start = time.perf_counter()
     compiled = train_step.lower(state, batch_arrays, key).compile()

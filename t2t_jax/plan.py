@@ -100,20 +100,13 @@ def compile_step(config: ml_collections.ConfigDict, devices: list[Any]) -> Compi
     """Compiles the step that training would run on `devices`: one update from one microbatch, or with gradient
     accumulation its microbatch program."""
     from t2t_jax import sharding
-    from t2t_jax.configuration import model_config
-    from t2t_jax.model import Transformer
     from t2t_jax.train import step
     from t2t_jax.train.loop import accumulation_steps
-    from t2t_jax.train.optim import make_optimizer
-    from t2t_jax.train.programs import jit_programs
-    from t2t_jax.train.state import state_init_fn
+    from t2t_jax.train.state import training
 
     mesh = sharding.make_mesh(config.mesh, devices)
-    model_cfg = model_config(config, config.data.vocab_size)
-    optimizer = make_optimizer(config.train, model_cfg.d_model)
-    abstract = sharding.abstract_state(state_init_fn(model_cfg, optimizer, config.train.seed), mesh)
-    programs = jit_programs(Transformer(model_cfg), optimizer, config.train.label_smoothing,
-                            jax.tree_util.tree_map(lambda leaf: leaf.sharding, abstract), mesh)
+    setup = training(config, config.data.vocab_size, mesh)
+    abstract, programs = setup.abstract, setup.programs
     rows, length = _batch_shape(config, len(devices))
     batch = {name: jax.ShapeDtypeStruct((rows, length), jnp.int32, sharding=sharding.batch_sharding(mesh))
              for name in ("inputs", "targets")}

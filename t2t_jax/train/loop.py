@@ -21,13 +21,11 @@ from t2t_jax import configuration, data, sharding, storage
 from t2t_jax.data.tokenizer import VOCAB_FILE
 from t2t_jax.distributed import agree, initialize_from_environment, wait_for_all
 from t2t_jax.errors import UserError
-from t2t_jax.model import Transformer
 from t2t_jax.train import checkpoint, step
 from t2t_jax.train.optim import learning_rate_schedule
-from t2t_jax.train.programs import jit_programs
 from t2t_jax.train.reporting import Reporter, host_metrics
 from t2t_jax.train.settings import TrainSettings
-from t2t_jax.train.state import abstract_train_state, train_setup
+from t2t_jax.train.state import abstract_train_state, training
 from t2t_jax.train.stopping import SIGTERM, TIME_BUDGET, SigtermFlag, StopVote
 from t2t_jax.train.workdir_lock import WorkdirLock
 
@@ -66,8 +64,9 @@ class Trainer:
         self.reporter = Reporter(workdir, self.settings.steps)
         _prepare_data(config, self.reporter)
         self.tokenizer = data.build_vocabulary(config.data, workdir)
-        self.model_cfg, optimizer, init = train_setup(config, self.tokenizer.vocab_size)
         self.mesh = sharding.make_mesh(config.mesh)
+        setup = training(config, self.tokenizer.vocab_size, self.mesh)
+        self.model_cfg, programs = setup.model_config, setup.programs
         self.batch_sharding = sharding.batch_sharding(self.mesh)
         self.batch_multiple = max(1, sharding.batch_parallelism(self.mesh) // jax.process_count())
         self.accumulation = accumulation_steps(config, jax.device_count())
@@ -75,17 +74,17 @@ class Trainer:
         self.schedule = learning_rate_schedule(self.settings, self.model_cfg.d_model)
         self.iterator = self._iterator(config.data.seed)
         self.checkpoints = checkpoint.Checkpoints(workdir, keep=self.settings.keep_checkpoints)
-        abstract = sharding.abstract_state(init, self.mesh)
-        restored = self.checkpoints.restore_latest(abstract, self.iterator)
+        restored = self.checkpoints.restore_latest(setup.abstract, self.iterator)
         if restored is None:
-            self.state, _ = sharding.sharded_init(init, self.mesh)
+            self.state, _ = sharding.sharded_init(setup.init, self.mesh)
             self.meta: dict[str, Any] = {"train_seconds": 0.0, "best_score": None, "best_step": None}
         else:
             self.state, self.meta, data_restored = restored
             self.reporter.say(f"resumed from step {int(self.state.step)} in {workdir}")
             if not data_restored:
                 self.iterator = self._fresh_iterator(int(self.state.step))
-        self._compile(Transformer(self.model_cfg), optimizer, jax.tree_util.tree_map(lambda a: a.sharding, abstract))
+        self.train_step, self.compute_gradients = programs.train_step, programs.compute_gradients
+        self.add, self.apply_gradients, self.eval_step = programs.add, programs.apply_gradients, programs.eval_step
         self._translator = None
 
     def _fresh_iterator(self, step: int) -> data.TrainIterator:
@@ -102,11 +101,6 @@ class Trainer:
         """This process's training batches: data.batch_tokens for each of its devices."""
         return data.train_iterator(self.config.data, self.tokenizer, batch_multiple=self.batch_multiple,
                                    devices=jax.local_device_count(), seed=seed)
-
-    def _compile(self, model: Transformer, optimizer: Any, state_shardings: Any) -> None:
-        programs = jit_programs(model, optimizer, self.settings.label_smoothing, state_shardings, self.mesh)
-        self.train_step, self.compute_gradients = programs.train_step, programs.compute_gradients
-        self.add, self.apply_gradients, self.eval_step = programs.add, programs.apply_gradients, programs.eval_step
 
     def update(self, batches: list[dict[str, np.ndarray]]) -> dict[str, Any]:
         """One optimizer update from `accumulation` microbatches."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +16,8 @@ from t2t_jax.configuration import model_config
 from t2t_jax.model import Transformer, TransformerConfig
 from t2t_jax.train import checkpoint
 from t2t_jax.train.optim import make_optimizer
+from t2t_jax.train.programs import Programs, jit_programs
+from t2t_jax.train.settings import TrainSettings
 from t2t_jax.train.step import TrainState
 
 
@@ -37,7 +39,27 @@ def train_setup(
 ) -> tuple[TransformerConfig, optax.GradientTransformation, Callable[[], TrainState]]:
     model_cfg = model_config(config, vocab_size)
     optimizer = make_optimizer(config.train, model_cfg.d_model)
-    return model_cfg, optimizer, state_init_fn(model_cfg, optimizer, config.train.seed)
+    return model_cfg, optimizer, state_init_fn(model_cfg, optimizer, TrainSettings.from_config(config.train).seed)
+
+
+class Training(NamedTuple):
+    """What a run of a config trains with on a mesh: the model, the initial state (as a function and as shapes
+    and shardings) and the jitted programs (compiled on first call, or ahead of time by `.lower(...)`)."""
+
+    model_config: TransformerConfig
+    init: Callable[[], TrainState]  # the boxed, logically named initial state
+    abstract: Any  # its shapes, dtypes and shardings on the mesh
+    programs: Programs
+
+
+def training(config: ml_collections.ConfigDict, vocab_size: int, mesh: Mesh) -> Training:
+    """The one recipe for the jitted train step, shared by the trainer, `t2t-jax bench`, `t2t-jax plan` and
+    benchmarks/."""
+    model_cfg, optimizer, init = train_setup(config, vocab_size)
+    abstract = sharding.abstract_state(init, mesh)
+    programs = jit_programs(Transformer(model_cfg), optimizer, TrainSettings.from_config(config.train).label_smoothing,
+                            jax.tree_util.tree_map(lambda leaf: leaf.sharding, abstract), mesh)
+    return Training(model_cfg, init, abstract, programs)
 
 
 def restore_params(
