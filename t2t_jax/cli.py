@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 
 from t2t_jax import storage
-from t2t_jax.errors import UserError
+from t2t_jax.errors import HideFullDiskTracebacks, UserError, storage_full
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[tuple[str, str]]], None]] = {}
 
@@ -360,6 +360,8 @@ def _check_overrides(command: str, overrides: list[tuple[str, str]]) -> None:
 def _quiet_libraries() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(HideFullDiskTracebacks())
     for noisy in ("absl", "jax", "orbax", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -378,3 +380,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - a full disk is one line; anything else is a bug: its traceback
+        full = storage_full(error)
+        if full is None:
+            raise
+        print(f"error: {full} (the disk or a quota is full: every complete checkpoint is kept; make room and run "
+              "again)", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)  # the run's own cleanup is done; orbax's writer threads would print tracebacks at exit
