@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from t2t_jax import sections, storage
+from t2t_jax import settings, storage
 from t2t_jax.data.settings import DataSettings
 from t2t_jax.errors import UserError
 from t2t_jax.model import TransformerConfig
-from t2t_jax.train.settings import DecodeSettings, TrainSettings
+from t2t_jax.settings import DecodeSettings, TrainSettings
 
 CONFIG_FILE = "config.json"
 
@@ -34,9 +34,9 @@ def default_config() -> ml_collections.ConfigDict:
     defaults are written once, in its dataclass: TransformerConfig, DataSettings, TrainSettings, DecodeSettings."""
     config = ml_collections.ConfigDict()
     config.model = model_section(TransformerConfig.base(vocab_size=1))
-    config.data = sections.defaults(DataSettings)
-    config.train = sections.defaults(TrainSettings)
-    config.decode = sections.defaults(DecodeSettings)
+    config.data = settings.defaults(DataSettings)
+    config.train = settings.defaults(TrainSettings)
+    config.decode = settings.defaults(DecodeSettings)
     config.mesh = dict(data=-1, fsdp=1, tensor=1)  # t2t_jax/sharding.py: -1 takes the devices left
     config.lock()  # a config file that sets a misspelt key (config.train.stpes) fails instead of adding it
     return config

@@ -34,7 +34,8 @@ from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer, TransformerConfig
 from t2t_jax.model.cache import reorder_cache
 from t2t_jax.model.inference import decoding_config, init_cache, step_fn, unstack_layers
-from t2t_jax.train.settings import DecodeSettings
+from t2t_jax.settings import DecodeSettings
+from t2t_jax.train.state import restore_params_and_step
 
 if TYPE_CHECKING:
     from t2t_jax.visualize.maps import AttentionMaps
@@ -118,8 +119,6 @@ class Translator:
     ) -> Translator:
         """The model saved in `workdir`: checkpoint latest | best | averaged | a step number. `overrides`:
         ("decode.batch_tokens", "2048")-style changes of the decode settings."""
-        from t2t_jax.train.state import restore_params_and_step
-
         config = load_workdir_config(workdir)
         for key, text in overrides:
             if not key.startswith("decode."):

@@ -8,7 +8,7 @@ from t2t_jax.configuration import default_config, load_config, model_config, mod
 from t2t_jax.data.settings import DataSettings
 from t2t_jax.errors import UserError
 from t2t_jax.model import TransformerConfig
-from t2t_jax.train.settings import DecodeSettings, TrainSettings
+from t2t_jax.settings import DecodeSettings, TrainSettings
 
 
 def test_default_config_sections_are_the_dataclasses_defaults():

@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any
 
 from t2t_jax.errors import UserError
-from t2t_jax.sections import read_section, require_positive
+from t2t_jax.settings import read_section, require_positive
 
 _POSITIVE = ("vocab_size", "vocab_sample_lines", "max_source_length", "max_target_length", "batch_tokens",
              "pack_length", "shuffle_buffer", "algorithmic_min_length", "algorithmic_max_length",

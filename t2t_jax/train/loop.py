@@ -21,13 +21,15 @@ from t2t_jax import configuration, data, sharding, storage
 from t2t_jax.data.tokenizer import VOCAB_FILE
 from t2t_jax.distributed import agree, initialize_from_environment, wait_for_all
 from t2t_jax.errors import UserError
+from t2t_jax.evaluate import score
+from t2t_jax.settings import TrainSettings
 from t2t_jax.train import checkpoint, step
 from t2t_jax.train.optim import learning_rate_schedule
 from t2t_jax.train.reporting import Reporter, host_metrics
-from t2t_jax.train.settings import TrainSettings
 from t2t_jax.train.state import abstract_train_state, training
 from t2t_jax.train.stopping import SIGTERM, TIME_BUDGET, SigtermFlag, StopVote
 from t2t_jax.train.workdir_lock import WorkdirLock
+from t2t_jax.translate import Translator
 
 
 def accumulation_steps(config: ml_collections.ConfigDict, devices: int) -> int:
@@ -137,9 +139,6 @@ class Trainer:
         return result
 
     def bleu(self) -> float:
-        from t2t_jax.evaluate import score
-        from t2t_jax.translate import Translator
-
         pairs = data.eval_pairs(self.config.data, max_examples=self.settings.bleu_examples or None)
         # each host decodes a share of the set with its own devices, from a full copy of the parameters
         single = jax.process_count() == 1

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from t2t_jax.errors import UserError
-from t2t_jax.train.settings import TrainSettings
+from t2t_jax.settings import TrainSettings
 
 
 def learning_rate_schedule(train_config: TrainSettings | Any, d_model: int) -> optax.Schedule:

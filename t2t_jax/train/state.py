@@ -14,10 +14,10 @@ from jax.sharding import Mesh
 from t2t_jax import sharding
 from t2t_jax.configuration import model_config
 from t2t_jax.model import Transformer, TransformerConfig
+from t2t_jax.settings import TrainSettings
 from t2t_jax.train import checkpoint
 from t2t_jax.train.optim import make_optimizer
 from t2t_jax.train.programs import Programs, jit_programs
-from t2t_jax.train.settings import TrainSettings
 from t2t_jax.train.step import TrainState
 
 

@@ -1,17 +1,66 @@
-"""`config.train` and `config.decode` as typed, checked, frozen settings: the one place their defaults live.
+"""Typed config sections: `config.train` and `config.decode` as frozen dataclasses, the one place their fields
+and defaults are written, and the reader that turns any section (an ml_collections ConfigDict, a mapping or an
+attribute object) into its dataclass.
 
-`t2t_jax.configuration.default_config()` builds its train and decode sections from these dataclasses (its model
-section from `TransformerConfig`, its data section from `DataSettings`). Wrong values raise `UserError` naming
-the `train.FIELD` or `decode.FIELD`.
+`t2t_jax.configuration.default_config()` builds its sections from the dataclasses: model from TransformerConfig,
+data from DataSettings (t2t_jax/data/settings.py), train from TrainSettings, decode from DecodeSettings. A field a
+section lacks (a config.json of an older version) keeps its default; wrong values raise `UserError` naming the
+`section.FIELD`. This module imports nothing of t2t_jax but errors: every layer may read its settings.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from t2t_jax.errors import UserError
-from t2t_jax.sections import read_section, require_not_negative, require_positive
+
+Settings = TypeVar("Settings")
+
+
+def read_section(cls: type[Settings], section: Any, prefix: str) -> Settings:
+    """cls(**values of `section`), each checked against the type of its default; errors name `prefix.FIELD`."""
+    if isinstance(section, cls):
+        return section
+    values = {}
+    for field in dataclasses.fields(cls):
+        if isinstance(section, Mapping):
+            value = section.get(field.name, field.default)
+        else:
+            value = getattr(section, field.name, field.default)
+        values[field.name] = _typed(f"{prefix}.{field.name}", value, type(field.default))
+    return cls(**values)
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """The dataclass's fields with their defaults, in order: a config section's starting values."""
+    return {field.name: field.default for field in dataclasses.fields(cls)}
+
+
+def require_positive(prefix: str, settings: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(settings, name) <= 0:
+            raise UserError(f"{prefix}.{name} must be positive, got {getattr(settings, name)}")
+
+
+def require_not_negative(prefix: str, settings: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(settings, name) < 0:
+            raise UserError(f"{prefix}.{name} must not be negative, got {getattr(settings, name)}")
+
+
+def _typed(name: str, value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is bool and not isinstance(value, bool):
+        raise UserError(f"{name} must be True or False, got {value!r}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UserError(f"{name} must be an integer, got {value!r}")
+    if kind in (str, float) and not isinstance(value, kind):
+        raise UserError(f"{name} must be a {'string' if kind is str else 'number'}, got {value!r}")
+    return value
+
 
 SCHEDULES = ("rsqrt", "constant", "cosine")
 
