@@ -29,7 +29,7 @@ def estimate_gib(size: str, remat: str, batch: int) -> float:
     setup = training(config, VOCAB, sharding.make_mesh(config.mesh))
     tokens = jax.ShapeDtypeStruct((batch, LENGTH), jnp.int32)
     compiled = setup.programs.train_step.lower(
-        setup.abstract, {"inputs": tokens, "targets": tokens}, step.dropout_key(0, 0)).compile()
+        setup.abstract, {"inputs": tokens, "targets": tokens}, step.dropout_key(0, 0), jnp.float32(1)).compile()
     memory = compiled.memory_analysis()
     used = memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
     return (used - memory.alias_size_in_bytes) / 2**30

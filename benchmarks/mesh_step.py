@@ -38,7 +38,7 @@ def measure(data: int, fsdp: int, tensor: int) -> dict:
     state, times = trainer.state, []
     for number in range(33):
         started = time.perf_counter()
-        state, metrics = trainer.train_step(state, batches[number % 4], step.dropout_key(0, number))
+        state, metrics = trainer.train_step(state, batches[number % 4], step.dropout_key(0, number), 1.0)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - started)
     return {"mesh": [data, fsdp, tensor], "step_ms_median": round(1000 * sorted(times[3:])[15], 1)}

@@ -114,14 +114,14 @@ def bench_train(config: ml_collections.ConfigDict, vocab_size: int, batch: int, 
     tokens = {name: rng.integers(3, vocab_size, (batch, length)).astype(np.int32) for name in ("inputs", "targets")}
     batch_arrays = sharding.global_batch(tokens, sharding.batch_sharding(mesh))
 
-    key = step.dropout_key(0, 0)
+    key, scale = step.dropout_key(0, 0), jnp.float32(1)
     start = time.perf_counter()
-    compiled = train_step.lower(state, batch_arrays, key).compile()
+    compiled = train_step.lower(state, batch_arrays, key, scale).compile()
     compile_seconds = time.perf_counter() - start
     holder = {"state": state}
 
     def run() -> Any:
-        holder["state"], metrics = compiled(holder["state"], batch_arrays, key)
+        holder["state"], metrics = compiled(holder["state"], batch_arrays, key, scale)
         return metrics["loss"]
 
     run()

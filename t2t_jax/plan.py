@@ -114,7 +114,7 @@ def compile_step(config: ml_collections.ConfigDict, devices: list[Any]) -> Compi
     accumulation = accumulation_steps(config, len(devices))
     try:
         if accumulation == 1:
-            compiled = programs.train_step.lower(abstract, batch, key).compile()
+            compiled = programs.train_step.lower(abstract, batch, key, jax.ShapeDtypeStruct((), jnp.float32)).compile()
         else:
             compiled = programs.compute_gradients.lower(abstract.params, batch, key).compile()
     except Exception as error:  # noqa: BLE001 - XLA's out-of-memory and resource errors, as one line

@@ -71,6 +71,7 @@ class TrainSettings:
 
     steps: int = 100_000
     schedule: str = "rsqrt"  # rsqrt (the paper) | constant | cosine
+    schedule_clock: str = "steps"  # cosine: decay over train.steps, or "time": over train.max_seconds of training
     learning_rate_scale: float = 1.0  # rsqrt: times d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)
     learning_rate: float = 1e-3  # constant and cosine: the peak
     warmup_steps: int = 4000
@@ -91,6 +92,7 @@ class TrainSettings:
     eval_bleu: bool = False
     bleu_examples: int = 500
     average_last: int = 0  # > 0: at the end, average the last this many checkpoints
+    average_window: float = 0.25  # schedule_clock "time": those checkpoints are spread over this end of the budget
 
     @classmethod
     def from_config(cls, section: Any) -> TrainSettings:
@@ -106,6 +108,19 @@ class TrainSettings:
             raise UserError(f"train.schedule must be rsqrt, constant or cosine, got {self.schedule!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UserError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.schedule_clock not in ("steps", "time"):
+            raise UserError(f"train.schedule_clock must be steps or time, got {self.schedule_clock!r}")
+        if self.timed and (self.schedule != "cosine" or self.max_seconds <= 0):
+            raise UserError("train.schedule_clock=time decays the cosine schedule over the time budget: it needs "
+                            f"train.schedule=cosine and train.max_seconds > 0 (got {self.schedule!r}, "
+                            f"{self.max_seconds:g})")
+        if not 0.0 < self.average_window <= 1.0:
+            raise UserError(f"train.average_window must be in (0, 1], got {self.average_window}")
+
+    @property
+    def timed(self) -> bool:
+        """Whether the schedule's progress is training time over train.max_seconds (else steps over train.steps)."""
+        return self.schedule_clock == "time"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,7 @@ def test_the_first_sigterm_sets_the_flag_and_the_second_ends_the_process():
 
 def test_one_process_decides_at_once_with_every_reason():
     vote = StopVote()
-    assert vote.decide((False, False)) == ()
-    assert vote.decide((True, False)) == (SIGTERM,)
-    assert vote.decide((True, True)) == (SIGTERM, TIME_BUDGET)
+    assert vote.decide((False, False)) == ((), 0.0)
+    assert vote.decide((True, False), 2.5) == ((SIGTERM,), 2.5)
+    assert vote.decide((True, True)) == ((SIGTERM, TIME_BUDGET), 0.0)
     assert vote.settle() == ()

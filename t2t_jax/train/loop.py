@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
@@ -24,6 +25,7 @@ from t2t_jax.errors import UserError
 from t2t_jax.evaluate import score
 from t2t_jax.settings import TrainSettings
 from t2t_jax.train import checkpoint, step
+from t2t_jax.train.budget import TimeBudget
 from t2t_jax.train.optim import learning_rate_schedule
 from t2t_jax.train.reporting import Reporter, host_metrics
 from t2t_jax.train.state import abstract_train_state, training
@@ -104,13 +106,14 @@ class Trainer:
         return data.train_iterator(self.config.data, self.tokenizer, batch_multiple=self.batch_multiple,
                                    devices=jax.local_device_count(), seed=seed)
 
-    def update(self, batches: list[dict[str, np.ndarray]]) -> dict[str, Any]:
-        """One optimizer update from `accumulation` microbatches."""
+    def update(self, batches: list[dict[str, np.ndarray]], lr_scale: float = 1.0) -> dict[str, Any]:
+        """One optimizer update from `accumulation` microbatches, its learning rate times `lr_scale`."""
         number = int(self.state.step)
-        seed = self.settings.seed
+        seed, scale = self.settings.seed, jnp.asarray(lr_scale, jnp.float32)
         if len(batches) == 1:
             self.state, metrics = self.train_step(
-                self.state, sharding.global_batch(batches[0], self.batch_sharding), step.dropout_key(seed, number)
+                self.state, sharding.global_batch(batches[0], self.batch_sharding), step.dropout_key(seed, number),
+                scale,
             )
             return metrics
         grads = metrics = None
@@ -121,7 +124,7 @@ class Trainer:
             )
             grads = micro_grads if grads is None else self.add(grads, micro_grads)
             metrics = micro_metrics if metrics is None else step.add_trees(metrics, micro_metrics)
-        self.state, metrics = self.apply_gradients(self.state, grads, metrics)
+        self.state, metrics = self.apply_gradients(self.state, grads, metrics, scale)
         return metrics
 
     def evaluate(self) -> dict[str, float]:
@@ -244,9 +247,10 @@ def _require_finite(loss_plus_update_norm: float, current: int, workdir: str) ->
 def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
     settings, reporter = trainer.settings, trainer.reporter
     first_step = int(trainer.state.step)
+    horizon = (f"for {settings.max_seconds:g} s of training (the cosine decays over the time budget; at most "
+               f"{settings.steps} steps)" if settings.timed else f"-> {settings.steps} steps")
     reporter.say(
-        f"training {first_step} -> {settings.steps} steps on {jax.device_count()} {jax.devices()[0].platform} "
-        "device(s), "
+        f"training {first_step} {horizon} on {jax.device_count()} {jax.devices()[0].platform} device(s), "
         f"mesh {dict(trainer.mesh.shape)}, ~{trainer.tokens_per_update:,} tokens per update (per side: "
         f"{trainer.accumulation} microbatch(es) x {trainer.config.data.batch_tokens} x {jax.device_count()} devices), "
         f"vocabulary {trainer.tokenizer.vocab_size}, compute {trainer.model_cfg.dtype.name} "
@@ -256,20 +260,24 @@ def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
     previous_seconds = float(trainer.meta.get("train_seconds", 0.0))
     last: dict[str, Any] = {}
     current, vote, stopped_by = first_step, StopVote(), ()
+    budget = TimeBudget(settings, previous_seconds)  # the checkpoint's training time: the same on every process
     while current < settings.steps:
         batches = [next(trainer.iterator) for _ in range(trainer.accumulation)]
         interval_tokens += sum(int(np.count_nonzero(b["inputs"]) + np.count_nonzero(b["targets"])) for b in batches)
-        metrics = trainer.update(batches)
+        lr_scale = budget.lr_scale()
+        metrics = trainer.update(batches, lr_scale)
         interval_sums = metrics if interval_sums is None else step.add_trees(interval_sums, metrics)
         current += 1
         trainer.meta["train_seconds"] = previous_seconds + time.time() - started
         out_of_time = 0 < settings.max_seconds <= trainer.meta["train_seconds"]
-        stopped_by = vote.decide((sigterm.raised, out_of_time))  # the same on every process
+        # the same on every process: why to stop, and the training time the schedule and the saves follow
+        stopped_by, agreed_seconds = vote.decide((sigterm.raised, out_of_time), trainer.meta["train_seconds"])
+        averaging_save = budget.advance(agreed_seconds)
         ending = current >= settings.steps or bool(stopped_by)
         if current % settings.log_every == 0 or ending:
             train_metrics = host_metrics(interval_sums)
             train_metrics.update(
-                learning_rate=float(trainer.schedule(current - 1)),
+                learning_rate=float(trainer.schedule(current - 1)) * lr_scale,
                 tokens_per_second=interval_tokens / max(time.time() - interval_start, 1e-9),
             )
             _require_finite(train_metrics["loss"] + train_metrics["update_norm"], current, trainer.workdir)
@@ -283,7 +291,8 @@ def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
             reporter.say(f"eval at step {current}: " + "  ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()))
             last["eval"] = eval_metrics
             trainer.maybe_save_best(eval_metrics)
-        if current % settings.checkpoint_every == 0 or ending:
+        periodic = current % settings.checkpoint_every == 0 and not budget.averaging()
+        if periodic or averaging_save or ending:
             # never checkpoint a diverged state
             _require_finite(float(metrics["loss"]) + float(metrics["update_norm"]), current, trainer.workdir)
             trainer.save()

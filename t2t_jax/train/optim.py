@@ -3,10 +3,16 @@
     lrate = d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5)
 
 and, by config, a constant or cosine schedule with linear warmup, gradient clipping and weight decay.
+
+A time-budgeted cosine (train.schedule_clock=time) decays over training time, not steps: the optimizer's
+schedule is the warmup to the peak, and every update is scaled by `budget_decay(seconds / max_seconds)`, which
+the loop computes from the training time all processes agree on. A slow machine makes fewer updates, a fast one
+more; both end annealed when the budget ends.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax.numpy as jnp
@@ -29,7 +35,7 @@ def learning_rate_schedule(train_config: TrainSettings | Any, d_model: int) -> o
             return scale * jnp.minimum(step**-0.5, step * warmup**-1.5)
 
         return rsqrt
-    if kind == "constant":
+    if kind == "constant" or train_config.timed:  # timed: the decay is budget_decay's
         return optax.linear_schedule(0.0, train_config.learning_rate, max(warmup, 1))
     if kind == "cosine":
         return optax.warmup_cosine_decay_schedule(
@@ -49,3 +55,8 @@ def make_optimizer(train_config: TrainSettings | Any, d_model: int) -> optax.Gra
     if train_config.grad_clip_norm > 0:
         return optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), adam)
     return adam
+
+
+def budget_decay(progress: float) -> float:
+    """The cosine's factor at `progress` (training time over the budget): 1 at the start, 0 at the end."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))

@@ -16,10 +16,10 @@ from t2t_jax.train import step
 
 
 class Programs(NamedTuple):
-    train_step: Any  # (state, batch, key) -> (state, metrics): one update from one microbatch
+    train_step: Any  # (state, batch, key, lr_scale) -> (state, metrics): one update from one microbatch
     compute_gradients: Any  # (params, batch, key) -> (grads, metrics): one microbatch of an accumulated update
     add: Any  # (grads, grads) -> grads
-    apply_gradients: Any  # (state, grads, metrics) -> (state, metrics)
+    apply_gradients: Any  # (state, grads, metrics, lr_scale) -> (state, metrics)
     eval_step: Any  # (params, batch) -> metric sums
 
 
@@ -35,7 +35,7 @@ def jit_programs(
         train_step=jax.jit(
             on_mesh(functools.partial(step.train_step, model=model, optimizer=optimizer,
                                       label_smoothing=label_smoothing)),
-            in_shardings=(state_shardings, batch, replicated), out_shardings=(state_shardings, replicated),
+            in_shardings=(state_shardings, batch, replicated, replicated), out_shardings=(state_shardings, replicated),
             donate_argnums=0,
         ),
         compute_gradients=jax.jit(
@@ -46,7 +46,7 @@ def jit_programs(
         add=jax.jit(step.add_trees, donate_argnums=0),
         apply_gradients=jax.jit(
             functools.partial(step.apply_gradients, optimizer=optimizer),
-            in_shardings=(state_shardings, state_shardings.params, replicated),
+            in_shardings=(state_shardings, state_shardings.params, replicated, replicated),
             out_shardings=(state_shardings, replicated), donate_argnums=0,
         ),
         eval_step=jax.jit(

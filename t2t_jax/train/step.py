@@ -55,11 +55,13 @@ def compute_gradients(
 
 
 def apply_gradients(
-    state: TrainState, grads: Any, metrics: Metrics, *, optimizer: optax.GradientTransformation
+    state: TrainState, grads: Any, metrics: Metrics, lr_scale: Array, *, optimizer: optax.GradientTransformation
 ) -> tuple[TrainState, Metrics]:
-    """One optimizer update with the token-mean gradient."""
+    """One optimizer update with the token-mean gradient; the update is scaled by `lr_scale` (a float32 scalar:
+    1, or the decay of a time-budgeted schedule, which the host computes from the training time)."""
     grads = jax.tree_util.tree_map(lambda g: g / jnp.maximum(metrics["tokens"], 1.0), grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    updates = jax.tree_util.tree_map(lambda update: update * lr_scale.astype(update.dtype), updates)
     params = optax.apply_updates(state.params, updates)
     norms = {"grad_norm": optax.global_norm(grads), "update_norm": optax.global_norm(updates), "updates": 1.0}
     metrics = {**metrics, **norms}  # norms are summed over a logging interval, then divided by updates
@@ -67,14 +69,14 @@ def apply_gradients(
 
 
 def train_step(
-    state: TrainState, batch: Batch, dropout_key: Array, *, model: nn.Module,
+    state: TrainState, batch: Batch, dropout_key: Array, lr_scale: Array, *, model: nn.Module,
     optimizer: optax.GradientTransformation, label_smoothing: float,
 ) -> tuple[TrainState, Metrics]:
     """compute_gradients + apply_gradients in one program (no accumulation)."""
     grads, metrics = compute_gradients(
         state.params, batch, dropout_key, model=model, label_smoothing=label_smoothing
     )
-    return apply_gradients(state, grads, metrics, optimizer=optimizer)
+    return apply_gradients(state, grads, metrics, lr_scale, optimizer=optimizer)
 
 
 def add_trees(first: Any, second: Any) -> Any:
