@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", required=True)
 
     def decoding_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--workdir", required=True)
+        p.add_argument("--workdir", required=True, action="append",
+                       help="a trained model; given several times: an ensemble (log-probabilities averaged)")
         p.add_argument("--checkpoint", default="latest", help="latest | best | averaged | a step number")
         p.add_argument("--beam_size", type=int, default=None, help="default: the workdir's decode.beam_size")
         p.add_argument("--alpha", type=float, default=None, help="length penalty; default: decode.alpha")
@@ -144,7 +145,7 @@ def run_train(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> Non
 def _translator(args: argparse.Namespace, overrides: list[tuple[str, str]]):  # noqa: ANN202 (lazy import)
     from t2t_jax.translate import Translator
 
-    return Translator.from_workdir(args.workdir, args.checkpoint, args.beam_size, args.alpha, overrides)
+    return Translator.from_workdirs(args.workdir, args.checkpoint, args.beam_size, args.alpha, overrides)
 
 
 def _on_every_host() -> bool:
@@ -236,6 +237,8 @@ def run_attention(args: argparse.Namespace, overrides: list[tuple[str, str]]) ->
     check_kind(args.kind)
     if not args.source.strip():
         raise UserError("--source is empty: give a sentence to look at")
+    if len(args.workdir) > 1:
+        raise UserError("attention maps show one model's attention: give one --workdir, not an ensemble")
     maps = _translator(args, overrides).attention(args.source, args.target, merge_words=args.merge_words)
     write_attention(maps, args.output, args.kind, args.layer, args.head)
     print(f"wrote {args.kind} attention ({len(maps.source_tokens)} source, {len(maps.target_tokens)} target tokens) "

@@ -32,8 +32,13 @@ from t2t_jax.decoding import beam_search
 from t2t_jax.distributed import gather
 from t2t_jax.errors import UserError
 from t2t_jax.model import Transformer, TransformerConfig
-from t2t_jax.model.cache import reorder_cache
-from t2t_jax.model.inference import decoding_config, init_cache, step_fn, unstack_layers
+from t2t_jax.model.inference import (
+    decoding_config,
+    ensemble_step_fn,
+    init_cache,
+    reorder_ensemble_cache,
+    unstack_layers,
+)
 from t2t_jax.settings import DecodeSettings
 from t2t_jax.train.state import restore_params_and_step
 
@@ -43,13 +48,40 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _restore(
+    workdir: str, checkpoint: str, overrides: Sequence[tuple[str, str]]
+) -> tuple[ml_collections.ConfigDict, Tokenizer, Any, int]:
+    """The config (with decode overrides), vocabulary, parameters and step of a workdir's checkpoint, the
+    parameters whole on every host."""
+    config = load_workdir_config(workdir)
+    for key, text in overrides:
+        if not key.startswith("decode."):
+            raise UserError(f"config.{key}: only the decode settings of a trained model can be changed")
+        apply_override(config, key, text)
+    tokenizer = Tokenizer.load(storage.join(workdir, VOCAB_FILE))
+    if jax.process_count() == 1:
+        params, step = restore_params_and_step(workdir, config, tokenizer.vocab_size, checkpoint,
+                                               sharding.decoding_mesh(config.mesh))
+    else:  # restored across all hosts' devices (a collective), then a full copy on each host
+        params, step = restore_params_and_step(workdir, config, tokenizer.vocab_size, checkpoint,
+                                               sharding.present_mesh(config.mesh))
+        params = multihost_utils.process_allgather(params, tiled=True)  # the whole arrays
+    return config, tokenizer, params, step
+
+
 class BeamDecoder:
-    """Beam search over batches of token ids with two compiled programs per shape (encode + cache, search)."""
+    """Beam search over batches of token ids with two compiled programs per shape (encode + cache, search).
+
+    `config` is one model's, or a sequence of configs for an ensemble, which is then called with a sequence of
+    parameters (one per model): every beam step averages the models' log-probabilities."""
 
     def __init__(
-        self, config: TransformerConfig, beam_size: int, alpha: float, max_extra_length: int, mesh: Mesh | None = None
+        self, config: TransformerConfig | Sequence[TransformerConfig], beam_size: int, alpha: float,
+        max_extra_length: int, mesh: Mesh | None = None,
     ) -> None:
-        self.config = decoding_config(config)
+        self.ensemble = not isinstance(config, TransformerConfig)
+        self.configs = tuple(decoding_config(member) for member in (config if self.ensemble else [config]))
+        self.config = self.configs[0]
         self.beam_size, self.alpha, self.max_extra_length = beam_size, alpha, max_extra_length
         # with a mesh, batches are split over its data axes; the parameters keep the shardings they come with
         self.input_sharding = None if mesh is None else sharding.batch_sharding(mesh)
@@ -57,19 +89,23 @@ class BeamDecoder:
         self._prepare = jax.jit(self._prepare_fn)
         self._search = jax.jit(self._search_fn)
 
-    def _prepare_fn(self, params: Any, inputs: jax.Array) -> tuple[jax.Array, Any]:
-        encoded = Transformer(self.config).apply({"params": params}, inputs, method=Transformer.encode)
+    def _prepare_fn(self, params: tuple[Any, ...], inputs: jax.Array) -> tuple[Any, ...]:
         max_length = inputs.shape[1] + self.max_extra_length
-        return init_cache(self.config, params, encoded, inputs, max_length, self.beam_size)
+        caches = []
+        for config, model_params in zip(self.configs, params):
+            encoded = Transformer(config).apply({"params": model_params}, inputs, method=Transformer.encode)
+            caches.append(init_cache(config, model_params, encoded, inputs, max_length, self.beam_size))
+        return tuple(caches)
 
     def _search_fn(
-        self, params: Any, inputs: jax.Array, cache: Any, extra_length: jax.Array
+        self, params: tuple[Any, ...], inputs: jax.Array, caches: tuple[Any, ...], extra_length: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
         # extra_length (a traced scalar) is max_extra_length, or 0 to warm up: one step, same program
         max_lengths = jnp.sum(inputs > 0, axis=1) + extra_length
         result = beam_search(
-            step_fn(self.config, params), cache, max_lengths, max_length=inputs.shape[1] + self.max_extra_length,
-            beam_size=self.beam_size, alpha=self.alpha, eos_id=Tokenizer.EOS_ID, reorder_cache=reorder_cache,
+            ensemble_step_fn(self.configs, params), caches, max_lengths,
+            max_length=inputs.shape[1] + self.max_extra_length, beam_size=self.beam_size, alpha=self.alpha,
+            eos_id=Tokenizer.EOS_ID, reorder_cache=reorder_ensemble_cache,
         )
         return result.sequences, result.scores
 
@@ -78,6 +114,7 @@ class BeamDecoder:
     ) -> tuple[np.ndarray, np.ndarray]:
         """inputs [batch, length] (EOS-terminated, 0-padded) -> sequences [batch, beam, max_length], scores.
         warm_up=True compiles the programs of this shape and runs one step of the search only."""
+        params = tuple(params) if self.ensemble else (params,)
         inputs = jnp.asarray(inputs) if self.input_sharding is None else jax.device_put(inputs, self.input_sharding)
         extra_length = np.int32(0 if warm_up else self.max_extra_length)
         sequences, scores = self._search(params, inputs, self._prepare(params, inputs), extra_length)
@@ -104,9 +141,16 @@ class Translator:
         if self.beam_size < 1:
             raise UserError(f"the beam size (--beam_size, decode.beam_size) must be at least 1, got {self.beam_size}")
         self.alpha = self.decode_settings.alpha if alpha is None else alpha
-        self.decoder = BeamDecoder(
-            self.model_config, self.beam_size, self.alpha, self.decode_settings.max_extra_length, mesh
-        )
+        self.others: list[tuple[TransformerConfig, Any]] = []  # an ensemble's other models: (config, params)
+        self.decoder = self._decoder(self.beam_size, self.alpha)
+
+    def _decoder(self, beam_size: int, alpha: float) -> BeamDecoder:
+        configs = [self.model_config] + [config for config, _ in self.others]
+        return BeamDecoder(configs if self.others else self.model_config, beam_size, alpha,
+                           self.decode_settings.max_extra_length, self.mesh)
+
+    def _decoding_params(self) -> Any:
+        return [self.params] + [params for _, params in self.others] if self.others else self.params
 
     def set_params(self, params: Any) -> None:
         """Decode with these parameters from now on (as trained: stacked layers are unstacked here)."""
@@ -119,21 +163,31 @@ class Translator:
     ) -> Translator:
         """The model saved in `workdir`: checkpoint latest | best | averaged | a step number. `overrides`:
         ("decode.batch_tokens", "2048")-style changes of the decode settings."""
-        config = load_workdir_config(workdir)
-        for key, text in overrides:
-            if not key.startswith("decode."):
-                raise UserError(f"config.{key}: only the decode settings of a trained model can be changed")
-            apply_override(config, key, text)
-        tokenizer = Tokenizer.load(storage.join(workdir, VOCAB_FILE))
-        mesh = sharding.decoding_mesh(config.mesh)
-        if jax.process_count() == 1:
-            params, step = restore_params_and_step(workdir, config, tokenizer.vocab_size, checkpoint, mesh)
-        else:  # restored across all hosts' devices (a collective), then a full copy on each host
-            params, step = restore_params_and_step(workdir, config, tokenizer.vocab_size, checkpoint,
-                                                   sharding.present_mesh(config.mesh))
-            params = multihost_utils.process_allgather(params, tiled=True)  # the whole arrays
-        translator = cls(config, params, tokenizer, beam_size, alpha, mesh)
+        config, tokenizer, params, step = _restore(workdir, checkpoint, overrides)
+        translator = cls(config, params, tokenizer, beam_size, alpha, sharding.decoding_mesh(config.mesh))
         translator.step = step
+        return translator
+
+    @classmethod
+    def from_workdirs(
+        cls, workdirs: Sequence[str], checkpoint: str = "latest", beam_size: int | None = None,
+        alpha: float | None = None, overrides: Sequence[tuple[str, str]] = (),
+    ) -> Translator:
+        """An ensemble of the models saved in `workdirs` (each at `checkpoint`): every beam step averages their
+        log-probabilities. They may differ in size but must share one vocabulary; the decode and data settings
+        are the first workdir's."""
+        translator = cls.from_workdir(workdirs[0], checkpoint, beam_size, alpha, overrides)
+        vocabulary = storage.read_bytes(storage.join(workdirs[0], VOCAB_FILE))
+        for workdir in workdirs[1:]:
+            if not storage.exists(storage.join(workdir, VOCAB_FILE)):
+                raise UserError(f"{workdir} holds no trained model ({VOCAB_FILE} not found)")
+            if storage.read_bytes(storage.join(workdir, VOCAB_FILE)) != vocabulary:
+                raise UserError(f"{workdir} was trained with another vocabulary than {workdirs[0]}: an ensemble's "
+                                f"models must share one ({VOCAB_FILE} differs)")
+            config, tokenizer, params, _ = _restore(workdir, checkpoint, overrides)
+            member = model_config(config, tokenizer.vocab_size)
+            translator.others.append((member, unstack_layers(params) if member.scan_layers else params))
+        translator.decoder = translator._decoder(translator.beam_size, translator.alpha)
         return translator
 
     def with_search(self, beam_size: int, alpha: float) -> Translator:
@@ -142,9 +196,7 @@ class Translator:
             raise UserError(f"the beam size must be at least 1, got {beam_size}")
         other = copy.copy(self)
         other.beam_size, other.alpha = beam_size, alpha
-        other.decoder = BeamDecoder(
-            self.model_config, beam_size, alpha, self.decode_settings.max_extra_length, self.mesh
-        )
+        other.decoder = self._decoder(beam_size, alpha)
         return other
 
     def translate_on_all_hosts(
@@ -169,7 +221,7 @@ class Translator:
             raise UserError(f"nbest (--nbest) must be between 1 and the beam size {self.beam_size}, got {nbest}"
                             + (" (raise --beam_size)" if nbest > self.beam_size else ""))
         ids = encode_sources(self.tokenizer, texts, self.config.data.max_source_length)
-        return decode_lines(ids, self.batch_plan(), lambda batch: self.decoder(self.params, batch),
+        return decode_lines(ids, self.batch_plan(), lambda batch: self.decoder(self._decoding_params(), batch),
                             self.tokenizer.decode, nbest)
 
     def attention(self, source: str, target: str | None = None, merge_words: bool = False) -> AttentionMaps:
@@ -187,6 +239,8 @@ class Translator:
         from t2t_jax.visualize.maps import AttentionMaps
         from t2t_jax.visualize.words import merge_words as merge_pieces_into_words
 
+        if self.others:
+            raise UserError("attention maps show one model's attention: give one --workdir, not an ensemble")
         source_ids = encode_sources(self.tokenizer, [source], self.config.data.max_source_length)[0]
         if not source_ids:
             raise UserError("the source sentence is empty: give a sentence to look at")
@@ -221,5 +275,5 @@ class Translator:
         shapes = self.batch_plan().shapes()
         for number, (size, length) in enumerate(shapes, 1):
             log.info("warming up %d/%d: %d sentences x %d tokens", number, len(shapes), size, length)
-            self.decoder(self.params, np.zeros((size, length), np.int32), warm_up=True)
+            self.decoder(self._decoding_params(), np.zeros((size, length), np.int32), warm_up=True)
         return len(shapes)

@@ -5,7 +5,8 @@
     result = beam_search(step_fn(config, params), cache, max_lengths, max_length=max_length,
                          beam_size=beam_size, reorder_cache=reorder_cache)
 
-The cache's layout and its reordering (`reorder_cache`) are in model/cache.py.
+The cache's layout and its reordering (`reorder_cache`) are in model/cache.py. An ensemble decodes with
+`ensemble_step_fn` over a tuple of caches, reordered by `reorder_ensemble_cache`.
 
 A decoder-only TransformerLM decodes the same way without the encoder (greedy or sampling, from token 0):
     result = sample(lm_step_fn(config, params), init_lm_cache(config, params, batch, max_length),
@@ -14,7 +15,7 @@ A decoder-only TransformerLM decodes the same way without the encoder (greedy or
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax import traverse_util
 
-from t2t_jax.model.cache import Cache
+from t2t_jax.model.cache import Cache, reorder_cache
 from t2t_jax.model.config import TransformerConfig
 from t2t_jax.model.transformer import Transformer, TransformerLM
 
@@ -66,6 +67,28 @@ def step_fn(config: TransformerConfig, params: Any) -> StepFn:
         return logits[:, 0], variables["cache"]
 
     return tokens_to_logits
+
+
+def ensemble_step_fn(configs: Sequence[TransformerConfig], params: Sequence[Any]) -> StepFn:
+    """Several models decoding as one, as fairseq's `--path a.pt:b.pt` and Marian's `-m a b` do:
+    tokens_to_logits(previous_tokens, caches) -> (the mean of the models' log-probabilities [rows, V], caches),
+    with `caches` a tuple of each model's cache (`init_cache` of each). Beam search's log-softmax of that mean
+    renormalizes it: the models' normalized geometric mean. One model's step is its own (logits unchanged)."""
+    steps = [step_fn(config, model_params) for config, model_params in zip(configs, params)]
+
+    def tokens_to_logits(previous_tokens: Array, caches: tuple[Cache, ...]) -> tuple[Array, tuple[Cache, ...]]:
+        outputs = [step(previous_tokens, cache) for step, cache in zip(steps, caches)]
+        if len(outputs) == 1:
+            return outputs[0][0], (outputs[0][1],)
+        log_probs = jnp.stack([jax.nn.log_softmax(logits, axis=-1) for logits, _ in outputs])  # [models, rows, V]
+        return jnp.mean(log_probs, axis=0), tuple(cache for _, cache in outputs)
+
+    return tokens_to_logits
+
+
+def reorder_ensemble_cache(caches: tuple[Cache, ...], parents: Array) -> tuple[Cache, ...]:
+    """`reorder_cache` of every model of an ensemble."""
+    return tuple(reorder_cache(cache, parents) for cache in caches)
 
 
 def init_lm_cache(config: TransformerConfig, params: Any, batch_size: int, max_length: int) -> Cache:
