@@ -49,8 +49,10 @@ def test_unknown_table3_variant_is_a_clear_error():
         load_config(os.path.join(ROOT, "configs", "table3.py") + ":Z9")
 
 
-@pytest.mark.parametrize("name,d_model,steps,average,dropout", [("base", 512, 100_000, 5, 0.1),
-                                                                 ("big", 1024, 300_000, 20, 0.3)])
+@pytest.mark.parametrize("name,d_model,steps,average,dropout", [
+    ("base", 512, 100_000, 5, 0.1), ("big", 1024, 300_000, 20, 0.3),
+    ("base_enfr", 512, 100_000, 5, 0.1), ("big_enfr", 1024, 300_000, 20, 0.1),  # en-fr big: P_drop 0.1
+])
 def test_base_and_big_configs_follow_the_paper(name, d_model, steps, average, dropout):
     config = load_config(os.path.join(ROOT, "configs", f"{name}.py"))
     assert config.model.d_model == d_model and config.model.dropout_rate == dropout
@@ -61,19 +63,24 @@ def test_base_and_big_configs_follow_the_paper(name, d_model, steps, average, dr
         assert accumulation_steps(config, devices) == microbatches, devices
     assert config.data.batch_tokens * 8 == 25_000
     assert (config.decode.beam_size, config.decode.alpha, config.decode.max_extra_length) == (4, 0.6, 50)
-    assert config.data.train == "tfds:wmt14_translate/de-en" and config.data.target_lang == "de"
+    pair, target = ("fr-en", "fr") if name.endswith("enfr") else ("de-en", "de")
+    assert config.data.train == f"tfds:wmt14_translate/{pair}" and config.data.target_lang == target
+    assert config.data.source_lang == "en" and config.data.vocab_size == 32000
 
 
-def test_the_wmt14_recipe_trains_on_mocked_tfds_data(tmp_path):
-    """The real base model, optimizer, schedule and gradient accumulation for two updates on
-    tfds.testing.mock_data (random text: a small vocabulary and batch, otherwise the config as shipped)."""
+@pytest.mark.parametrize("name", ["base", "base_enfr"])
+def test_the_wmt14_recipe_trains_on_mocked_tfds_data(tmp_path, name):
+    """The real base model (en-de; a smaller one for en-fr, whose new part is the data), optimizer, schedule and
+    gradient accumulation for two updates on tfds.testing.mock_data (random text: a small vocabulary and batch,
+    otherwise the config as shipped). Big differs only in sizes (test above): 214M parameters take minutes here."""
     tfds = pytest.importorskip("tensorflow_datasets")
     from train_helpers import train_losses
 
     from t2t_jax.train.loop import train_and_evaluate
 
-    name = "base"  # big differs only in sizes (test above); its 214M parameters take minutes on a CPU
     config = load_config(os.path.join(ROOT, "configs", f"{name}.py"))
+    if name == "base_enfr":
+        config.model.update(d_model=64, d_ff=128, num_heads=4, num_encoder_layers=2, num_decoder_layers=2)
     config.data.update(vocab_size=64, batch_tokens=256, max_source_length=64, max_target_length=64,
                        shuffle_buffer=16)
     config.train.update(steps=2, tokens_per_update=512, log_every=1, eval_every=2, checkpoint_every=2,
