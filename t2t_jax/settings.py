@@ -93,6 +93,7 @@ class TrainSettings:
     bleu_examples: int = 500
     average_last: int = 0  # > 0: at the end, average the last this many checkpoints
     average_window: float = 0.25  # schedule_clock "time": those checkpoints are spread over this end of the budget
+    init_from: str = ""  # WORKDIR[:CHECKPOINT]: fine-tune from that trained model (t2t_jax/train/init_from.py)
 
     @classmethod
     def from_config(cls, section: Any) -> TrainSettings:

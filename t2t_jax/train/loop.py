@@ -24,7 +24,7 @@ from t2t_jax.distributed import agree, initialize_from_environment, wait_for_all
 from t2t_jax.errors import UserError
 from t2t_jax.evaluate import score
 from t2t_jax.settings import TrainSettings
-from t2t_jax.train import checkpoint, step
+from t2t_jax.train import checkpoint, init_from, step
 from t2t_jax.train.budget import TimeBudget
 from t2t_jax.train.optim import learning_rate_schedule
 from t2t_jax.train.reporting import Reporter, host_metrics
@@ -81,6 +81,11 @@ class Trainer:
         restored = self.checkpoints.restore_latest(setup.abstract, self.iterator)
         if restored is None:
             self.state, _ = sharding.sharded_init(setup.init, self.mesh)
+            if init_from.source(config):
+                params, trained_step = init_from.initial_params(config, self.tokenizer.vocab_size, self.mesh)
+                self.state = self.state.replace(params=params)
+                self.reporter.say(f"fine-tuning: parameters of {self.settings.init_from} (step {trained_step}), "
+                                  "a fresh optimizer, step 0")
             self.meta: dict[str, Any] = {"train_seconds": 0.0, "best_score": None, "best_step": None}
         else:
             self.state, self.meta, data_restored = restored
@@ -197,6 +202,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     storage.make_folder(workdir)
     lock = _lock_workdir(workdir)
     try:
+        if init_from.source(config):
+            agree(_problem(lambda: init_from.prepare(config)))  # the trained model's vocabulary, its shapes checked
         agree(_problem(lambda: _check_workdir_config(config, workdir)))  # every host stops on it, none waits
         if jax.process_index() == 0:
             configuration.save_config(config, workdir)
