@@ -288,7 +288,8 @@ def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
                 tokens_per_second=interval_tokens / max(time.time() - interval_start, 1e-9),
             )
             _require_finite(train_metrics["loss"] + train_metrics["update_norm"], current, trainer.workdir)
-            reporter.train_line(current, train_metrics, current - first_step)
+            left = max(settings.max_seconds - trainer.meta["train_seconds"], 0.0) if settings.timed else None
+            reporter.train_line(current, train_metrics, current - first_step, left)
             reporter.write(current, "train", train_metrics)
             last["train"] = train_metrics
             interval_start, interval_tokens, interval_sums = time.time(), 0, None

@@ -39,13 +39,16 @@ class Reporter:
             self._tensorboard.add_scalar(f"{kind}/{name}", value, step)
         self._tensorboard.flush()
 
-    def train_line(self, step: int, metrics: dict[str, float], steps_this_run: int) -> None:
+    def train_line(self, step: int, metrics: dict[str, float], steps_this_run: int,
+                   budget_left: float | None = None) -> None:
+        """The console line of an interval; `budget_left`: the seconds a time-budgeted run has left (its ETA)."""
         if not self.active:
             return
         elapsed = time.time() - self.started
-        eta = elapsed / max(steps_this_run, 1) * (self.total_steps - step)
+        eta = elapsed / max(steps_this_run, 1) * (self.total_steps - step) if budget_left is None else budget_left
+        total = "" if budget_left is not None else f"/{self.total_steps}"
         print(
-            f"step {step}/{self.total_steps}  loss {metrics['loss']:.4f}  ppl {metrics['perplexity']:.2f}  "
+            f"step {step}{total}  loss {metrics['loss']:.4f}  ppl {metrics['perplexity']:.2f}  "
             f"lr {metrics['learning_rate']:.2e}  {metrics['tokens_per_second']:.0f} tok/s  "
             f"elapsed {_duration(elapsed)}  ETA {_duration(eta)}",
             flush=True,
