@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 from train_helpers import assert_clear_error, reverse_config, run_cli, workdir_metrics
 
-from t2t_jax.translate import Translator
-
 pytestmark = pytest.mark.slow
 STEPS = 800
 MAX_DIGITS = 10
@@ -65,11 +63,6 @@ def workdir(tmp_path_factory):
 
     return shared_build(tmp_path_factory, "attention_reverse", lambda path: train_and_evaluate(alignment_config(),
                                                                                                path))
-
-
-@pytest.fixture(scope="module")
-def translator(workdir):
-    return Translator.from_workdir(workdir)
 
 
 def anti_diagonal_fractions(translator, sequences):

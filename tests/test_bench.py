@@ -5,13 +5,13 @@ import json
 import subprocess
 import sys
 
-from train_helpers import ROOT, assert_clear_error, run_cli
+from train_helpers import ROOT, assert_clear_error, config_flags, run_cli
 
 from t2t_jax.bench import analytic_train_flops
 from t2t_jax.configuration import load_config, model_config
 
 MODEL = {"d_model": 32, "d_ff": 64, "num_heads": 2}
-TINY = [f"--config.model.{key}={value}" for key, value in MODEL.items()]
+TINY = config_flags(model=MODEL)
 ARGS = ["bench", "--config", "configs/tiny.py", "--steps", "2", "--batch", "4", "--length", "16", "--vocab", "64",
         "--decode_batch", "2", "--decode_source_length", "6", *TINY]
 

@@ -8,22 +8,15 @@ import sys
 import time
 
 import pytest
-from train_helpers import ROOT, assert_clear_error, run_cli, train_losses
+from train_helpers import ROOT, TINY_DATA, TINY_MODEL, assert_clear_error, config_flags, run_cli, train_losses
 
-SMALL = [
-    "--config.model.d_model=32", "--config.model.d_ff=64", "--config.model.num_heads=2",
-    "--config.model.num_encoder_layers=1", "--config.model.num_decoder_layers=1", "--config.data.batch_tokens=256",
-    "--config.data.algorithmic_max_length=8", "--config.data.algorithmic_eval_examples=16",
-    "--config.data.pack_length=32", "--config.train.log_every=1",
-]
+SMALL = config_flags(model=TINY_MODEL, data=dict(TINY_DATA, batch_tokens=256, algorithmic_eval_examples=16),
+                     train=dict(log_every=1))
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("cli") / "reverse")
-    result = run_cli("train", "--config", "configs/reverse.py", "--workdir", workdir, "--config.train.steps=4", *SMALL)
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
-    return workdir
+def trained(train_workdir):
+    return train_workdir("cli", "--config", "configs/reverse.py", "--config.train.steps=4", *SMALL)
 
 
 def test_decode_keeps_one_output_line_per_input_line_in_order(trained, tmp_path):

@@ -1,19 +1,10 @@
 """Algorithmic tasks: correct answers, deterministic per seed, separate eval stream, fixed vocabulary."""
 
-import dataclasses
-
-import ml_collections
 import pytest
+from conftest import data_config as config
 
 from t2t_jax.data import pipeline
 from t2t_jax.data.algorithmic import EVAL_STREAM, TRAIN_STREAM, algorithmic_dataset
-from t2t_jax.data.settings import DataSettings
-
-
-def config(**overrides):
-    fields = {field.name: field.default for field in dataclasses.fields(DataSettings)}
-    fields.update(overrides)
-    return ml_collections.ConfigDict(fields)
 
 
 def pairs(task, seed=0, stream=TRAIN_STREAM, count=300, min_length=1, max_length=20):

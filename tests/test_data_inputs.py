@@ -1,36 +1,18 @@
 """Bad input gives one clear UserError; empty and overlong lines are handled as documented (train vs eval)."""
 
-import dataclasses
+import functools
 import logging
 
 import ml_collections
 import numpy as np
 import pytest
+from conftest import data_config, sentences, write_lines
 
 from t2t_jax.data import pipeline
-from t2t_jax.data.settings import DataSettings
 from t2t_jax.data.tokenizer import Tokenizer, train_tokenizer
 from t2t_jax.errors import UserError
 
-WORDS = ("the a man woman dog cat runs sits on in red blue big small house street park ball girl boy child "
-         "walks jumps plays with green yellow white black water grass tree car bike road").split()
-
-
-def config(**overrides):
-    fields = {field.name: field.default for field in dataclasses.fields(DataSettings)}
-    fields.update(shuffle_buffer=100, batch_tokens=256)
-    fields.update(overrides)
-    return ml_collections.ConfigDict(fields)
-
-
-def write_lines(path, lines):
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return str(path)
-
-
-def sentences(count, seed):
-    rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(WORDS, rng.integers(2, 8))) for _ in range(count)]
+config = functools.partial(data_config, shuffle_buffer=100, batch_tokens=256)
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,13 @@
 """The real Multi30k files through the whole data API (skipped when ../shared/data is absent)."""
 
-import dataclasses
 import pathlib
 
 import ml_collections
 import numpy as np
 import pytest
+from conftest import data_config
 
 from t2t_jax.data import pipeline
-from t2t_jax.data.settings import DataSettings
 from t2t_jax.errors import UserError
 
 MULTI30K = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multi30k"
@@ -21,8 +20,8 @@ def uri(split):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    cfg = ml_collections.ConfigDict({field.name: field.default for field in dataclasses.fields(DataSettings)})
-    cfg.update(train=uri("train"), eval=uri("valid"), vocab_size=4000, vocab_sample_lines=20_000, shuffle_buffer=2000)
+    cfg = data_config(train=uri("train"), eval=uri("valid"), vocab_size=4000, vocab_sample_lines=20_000,
+                      shuffle_buffer=2000)
     tokenizer = pipeline.build_vocabulary(cfg, str(tmp_path_factory.mktemp("workdir")), process_index=0)
     return cfg, tokenizer
 

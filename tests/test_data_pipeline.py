@@ -1,33 +1,24 @@
 """Training batches: determinism, exact resume, bucketing shapes and budget, packing, fixed batch size, mixing."""
 
 import collections
-import dataclasses
+import functools
 
-import ml_collections
 import numpy as np
 import pytest
+from conftest import data_config, sentences, write_lines
 
 from t2t_jax.data import batching, pipeline
 from t2t_jax.data.packing import ROW_FEATURES, pack_group
-from t2t_jax.data.settings import DataSettings
 from t2t_jax.data.tokenizer import Tokenizer, train_tokenizer
 from t2t_jax.errors import UserError
 
-WORDS = ("the a man woman dog cat runs sits on in red blue big small house street park ball girl boy child "
-         "walks jumps plays with green yellow white black water grass tree car bike road").split()
-
-
-def sentences(count, seed, max_words=14):
-    rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(WORDS, rng.integers(1, max_words))) for _ in range(count)]
-
 
 def write_corpus(directory, name, count, seed):
-    sources = sentences(count, seed)
+    sources = sentences(count, seed, words=(1, 14))
     targets = [" ".join(reversed(s.split())) + " ok" for s in sources]
-    (directory / f"{name}.en").write_text("\n".join(sources) + "\n", encoding="utf-8")
-    (directory / f"{name}.de").write_text("\n".join(targets) + "\n", encoding="utf-8")
-    return f"text:{directory / name}.en,{directory / name}.de", sources, targets
+    english = write_lines(directory / f"{name}.en", sources)
+    german = write_lines(directory / f"{name}.de", targets)
+    return f"text:{english},{german}", sources, targets
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +31,7 @@ def corpus(tmp_path_factory):
     return {"uri": uri, "other_uri": other_uri, "tokenizer": tokenizer, "pairs": pairs}
 
 
-def config(**overrides):
-    fields = {field.name: field.default for field in dataclasses.fields(DataSettings)}
-    fields.update(shuffle_buffer=128, batch_tokens=512, pack_length=64)
-    fields.update(overrides)
-    return ml_collections.ConfigDict(fields)
+config = functools.partial(data_config, shuffle_buffer=128, batch_tokens=512, pack_length=64)
 
 
 def take(iterator, count):

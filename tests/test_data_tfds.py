@@ -1,24 +1,18 @@
 """tfds: URIs, with tfds.testing.mock_data (no download): vocabulary, training batches, eval, bad names."""
 
-import dataclasses
+import functools
 
-import ml_collections
 import numpy as np
 import pytest
+from conftest import data_config
 
 from t2t_jax.data import pipeline
-from t2t_jax.data.settings import DataSettings
 from t2t_jax.errors import UserError
 
 tfds = pytest.importorskip("tensorflow_datasets")
-
-
-def config(**overrides):
-    fields = {field.name: field.default for field in dataclasses.fields(DataSettings)}
-    fields.update(train="tfds:wmt14_translate/de-en", eval="tfds:wmt14_translate/de-en?split=test",
-                  vocab_size=40, shuffle_buffer=64, batch_size=8, max_source_length=512, max_target_length=512)
-    fields.update(overrides)
-    return ml_collections.ConfigDict(fields)
+config = functools.partial(data_config, train="tfds:wmt14_translate/de-en",
+                           eval="tfds:wmt14_translate/de-en?split=test", vocab_size=40, shuffle_buffer=64,
+                           batch_size=8, max_source_length=512, max_target_length=512)
 
 
 def test_mocked_wmt14(tmp_path):

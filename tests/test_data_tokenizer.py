@@ -1,22 +1,16 @@
 """Tokenizer: SentencePiece training and loading, T2T special ids, decode rules, the fixed algorithmic vocab."""
 
+import functools
 import os
-import subprocess
-import sys
 
+import conftest
 import numpy as np
 import pytest
 
 from t2t_jax.data.tokenizer import Tokenizer, train_tokenizer, write_algorithmic_vocabulary
 from t2t_jax.errors import UserError
 
-WORDS = ("the a man woman dog cat runs sits on in red blue big small house street park ball girl boy child "
-         "walks jumps plays with green yellow white black water grass tree car bike road").split()
-
-
-def sentences(count, seed=0):
-    rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(WORDS, rng.integers(3, 10))) for _ in range(count)]
+sentences = functools.partial(conftest.sentences, words=(3, 10))
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +87,5 @@ def test_vocab_too_large_is_a_user_error(tmp_path):
 
 
 def test_tokenizer_and_package_import_without_tensorflow():
-    code = ("import sys, t2t_jax.data, t2t_jax.data.tokenizer; "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    loaded = conftest.modules_loaded("t2t_jax.data, t2t_jax.data.tokenizer", "m == 'tensorflow'")
+    assert loaded == [], "tensorflow imported"

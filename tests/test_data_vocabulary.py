@@ -1,39 +1,27 @@
 """build_vocabulary: train, reuse, user-supplied models, fixed algorithmic vocab, multi-host waiting."""
 
-import dataclasses
+import functools
 import threading
 
-import ml_collections
-import numpy as np
+import conftest
 import pytest
+from conftest import write_lines
 
 from t2t_jax.data import vocabulary
 from t2t_jax.data.pipeline import build_vocabulary
-from t2t_jax.data.settings import DataSettings
 from t2t_jax.data.tokenizer import train_tokenizer, write_algorithmic_vocabulary
 from t2t_jax.errors import UserError
 
-WORDS = ("the a man woman dog cat runs sits on in red blue big small house street park ball girl boy child "
-         "walks jumps plays with green yellow white black water grass tree car bike road").split()
-
-
-def sentences(count, seed):
-    rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(WORDS, rng.integers(2, 9))) for _ in range(count)]
+config = conftest.data_config
+sentences = functools.partial(conftest.sentences, words=(2, 9))
 
 
 @pytest.fixture(scope="module")
 def train_uri(tmp_path_factory):
     directory = tmp_path_factory.mktemp("corpus")
-    (directory / "t.en").write_text("\n".join(sentences(200, 0)) + "\n", encoding="utf-8")
-    (directory / "t.de").write_text("\n".join(sentences(200, 1)) + "\n", encoding="utf-8")
-    return f"text:{directory / 't.en'},{directory / 't.de'}"
-
-
-def config(**overrides):
-    fields = {field.name: field.default for field in dataclasses.fields(DataSettings)}
-    fields.update(overrides)
-    return ml_collections.ConfigDict(fields)
+    english = write_lines(directory / "t.en", sentences(200, 0))
+    german = write_lines(directory / "t.de", sentences(200, 1))
+    return f"text:{english},{german}"
 
 
 def test_trains_then_reuses(train_uri, tmp_path):

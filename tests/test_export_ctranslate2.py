@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import SMALL_MODEL, init_params
 from flax import linen as nn
 from train_helpers import ROOT, run_cli
 
@@ -28,8 +29,7 @@ EXTRA = 5  # max_extra_length: small, so that random models often run into the l
 
 def tiny_config(beam_size=4, **model):
     config = default_config()
-    config.model.update(d_model=32, d_ff=64, num_heads=4, num_encoder_layers=2, num_decoder_layers=2, max_length=64)
-    config.model.update(model)
+    config.model.update(SMALL_MODEL, **model)
     config.data.update(max_source_length=12)
     config.decode.update(beam_size=beam_size, alpha=0.6, max_extra_length=EXTRA)
     return config
@@ -41,8 +41,7 @@ def tiny_export(tmp_path, config, seed=0, quantize=None, eos_scale=1.0):
     (random models otherwise repeat one token)."""
     tokenizer = write_algorithmic_vocabulary(str(tmp_path / "vocab.model"))
     model_cfg = model_config(config, tokenizer.vocab_size)
-    dummy = jnp.ones((1, 6), jnp.int32)
-    params = nn.unbox(Transformer(model_cfg).init(jax.random.PRNGKey(seed), dummy, dummy[:, :5])["params"])
+    params = nn.unbox(init_params(model_cfg, seed))
     if eos_scale != 1.0:
         kernel = params["decoder"]["logits"]["kernel"]  # [d_model, vocab]
         params["decoder"]["logits"]["kernel"] = kernel.at[:, Tokenizer.EOS_ID].multiply(eos_scale)

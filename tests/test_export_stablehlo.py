@@ -9,20 +9,18 @@ import sys
 
 import numpy as np
 import pytest
-from train_helpers import ROOT, assert_clear_error, run_cli
+from train_helpers import ROOT, TINY_DATA, TINY_MODEL, assert_clear_error, config_flags, run_cli
 
 from t2t_jax import serving
 from t2t_jax.errors import UserError
 from t2t_jax.serving.stablehlo import bucket_lengths, export_stablehlo
-from t2t_jax.translate import Translator
 
-TINY = ["--config", "configs/reverse.py", "--config.model.d_model=32", "--config.model.d_ff=64",
-        "--config.model.num_heads=2", "--config.model.num_encoder_layers=1", "--config.model.num_decoder_layers=1",
-        "--config.data.algorithmic_max_length=8", "--config.data.pack_length=32", "--config.data.batch_tokens=256",
-        "--config.train.log_every=10", "--config.train.eval_every=1000", "--config.train.checkpoint_every=1000",
-        "--config.train.warmup_steps=5", "--config.train.average_last=0", "--config.train.schedule=constant",
-        "--config.train.learning_rate=1e-2", "--config.train.steps=30", "--config.decode.batch_tokens=512",
-        "--config.data.max_source_length=16"]
+TINY = ["--config", "configs/reverse.py", *config_flags(
+    model=TINY_MODEL, data=dict(TINY_DATA, batch_tokens=256, max_source_length=16),
+    train=dict(log_every=10, eval_every=1000, checkpoint_every=1000, warmup_steps=5, average_last=0,
+               schedule="constant", learning_rate="1e-2", steps=30),
+    decode=dict(batch_tokens=512),
+)]
 
 
 def _lines():
@@ -38,11 +36,8 @@ LINES = _lines()
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("stablehlo") / "reverse")
-    result = run_cli("train", "--workdir", workdir, *TINY)
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
-    return workdir
+def workdir(train_workdir):
+    return train_workdir("stablehlo", *TINY)
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +48,6 @@ def exported(workdir, tmp_path_factory):
     assert result.returncode == 0 and "exported step" in result.stdout.decode(), result.stderr.decode()[-3000:]
     with open(os.path.join(output, "manifest.json")) as f:
         return output, json.load(f)
-
-
-@pytest.fixture(scope="module")
-def translator(workdir):
-    return Translator.from_workdir(workdir)
 
 
 def test_manifest_says_how_to_decode(exported):

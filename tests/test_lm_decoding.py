@@ -4,15 +4,15 @@ decoding through `t2t_jax.decoding` continues each sequence with the full model'
 import jax
 import jax.numpy as jnp
 import numpy as np
+from conftest import small_config
 from flax import linen as nn
 
 from t2t_jax.decoding import sampling
-from t2t_jax.model import TransformerConfig, TransformerLM, shift_right
+from t2t_jax.model import TransformerLM, shift_right
 from t2t_jax.model.inference import init_lm_cache, lm_step_fn
 
 VOCAB = 19
-CONFIG = TransformerConfig.tiny(vocab_size=VOCAB, d_model=32, d_ff=64, num_heads=4, num_decoder_layers=2,
-                                max_length=32)
+CONFIG = small_config(vocab_size=VOCAB, max_length=32)
 
 
 def params():

@@ -2,23 +2,20 @@
 
 import dataclasses
 
+import conftest
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
 
-from t2t_jax.model import Transformer, TransformerConfig
+from t2t_jax.model import TransformerConfig
 
 PAPER_VOCAB = 37000  # the shared BPE vocabulary of the paper's EN-DE runs
 
 
-def abstract_params(config, source_length=7, target_length=5):
-    """Parameter shapes only (jax.eval_shape: no real initialization)."""
-    inputs = jnp.ones((1, source_length), jnp.int32)
-    targets = jnp.ones((1, target_length), jnp.int32)
-    variables = jax.eval_shape(Transformer(config).init, jax.random.PRNGKey(0), inputs, targets)
-    return nn.unbox(variables["params"])
+def abstract_params(config):
+    """Parameter shapes only (jax.eval_shape: no real initialization), unboxed."""
+    return nn.unbox(conftest.abstract_params(config, source_length=7))
 
 
 def count(params):

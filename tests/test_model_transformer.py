@@ -6,30 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import VOCAB, abstract_params, init_params, random_tokens, small_config
 from flax import linen as nn
 
-from t2t_jax.model import Transformer, TransformerConfig, TransformerLM, shift_right, sinusoidal_encoding
+from t2t_jax.model import Transformer, TransformerLM, shift_right, sinusoidal_encoding
 from t2t_jax.model.inference import unstack_layers
 
-VOCAB = 23
 # Speed: this tiny model runs op by op (eager), which is much faster than compiling it, as long as array shapes
 # repeat (each new shape compiles every op again). So the tests reuse [2, 6] sources / [2, 5] targets (and
 # [1, 6] / [1, 5]) wherever they can, and jit only nn.scan models and gradients.
-
-
-def small_config(**overrides):
-    settings = dict(d_model=32, d_ff=64, num_heads=4, num_encoder_layers=2, num_decoder_layers=2, max_length=64)
-    return TransformerConfig.tiny(vocab_size=VOCAB, **{**settings, **overrides})
-
-
-@functools.cache
-def init_params(config, seed=0):
-    inputs = jnp.ones((1, 6), jnp.int32)
-    targets = jnp.ones((1, 5), jnp.int32)
-    init = Transformer(config).init
-    if config.scan_layers:  # eager nn.scan recompiles its body on every call: compile once instead
-        init = jax.jit(init)
-    return init(jax.random.PRNGKey(seed), inputs, targets)["params"]
 
 
 @functools.cache
@@ -47,10 +32,6 @@ def apply_fn(config):
         )
 
     return jax.jit(apply) if config.scan_layers else apply
-
-
-def random_tokens(seed, shape, low=2):
-    return jnp.asarray(np.random.default_rng(seed).integers(low, VOCAB, shape), jnp.int32)
 
 
 NORMS = ["post", "pre"]
@@ -214,7 +195,7 @@ def test_bfloat16_compute_returns_float32_logits(sharing):
     reference = apply_fn(config)(params, inputs, targets)
     assert np.abs(logits - reference).max() < 0.25 * float(np.abs(reference).max())
     # parameters stay float32 (param_dtype), whatever the compute dtype
-    low_params = jax.eval_shape(Transformer(low).init, jax.random.PRNGKey(0), inputs, targets)["params"]
+    low_params = abstract_params(low)
     dtypes = {leaf.dtype for leaf in jax.tree_util.tree_leaves(nn.unbox(low_params))}
     assert dtypes == {jnp.dtype(jnp.float32)}
 
@@ -239,9 +220,7 @@ def partition_leaves(params):
 )
 def test_every_parameter_has_logical_axis_names(overrides):
     config = small_config(**overrides)
-    inputs, targets = jnp.ones((1, 6), jnp.int32), jnp.ones((1, 5), jnp.int32)
-    params = jax.eval_shape(Transformer(config).init, jax.random.PRNGKey(0), inputs, targets)["params"]
-    leaves = partition_leaves(params)
+    leaves = partition_leaves(abstract_params(config))
     assert len(leaves) > 10
     for path, spec, shape in leaves:
         assert isinstance(spec, jax.sharding.PartitionSpec), path

@@ -10,19 +10,17 @@ import sys
 import time
 
 import pytest
-from test_scale import distributed_env, free_port
-from train_helpers import ROOT
+from train_helpers import ROOT, TINY_DATA, TINY_MODEL, config_flags, cpu_devices_env, distributed_env, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multihost_commands")]
 
 STEPS = 4
-TRAIN = ["--config", "configs/reverse.py", "--config.model.d_model=32", "--config.model.d_ff=64",
-         "--config.model.num_heads=2", "--config.model.num_encoder_layers=1", "--config.model.num_decoder_layers=1",
-         "--config.data.algorithmic_max_length=8", "--config.data.pack_length=32", "--config.data.batch_tokens=64",
-         "--config.data.algorithmic_eval_examples=16", f"--config.train.steps={STEPS}", "--config.train.log_every=1",
-         "--config.train.checkpoint_every=2", f"--config.train.eval_every={STEPS}", "--config.train.eval_bleu=true",
-         "--config.train.bleu_examples=7", "--config.train.average_last=0", "--config.mesh.data=1",
-         "--config.mesh.fsdp=4"]
+TRAIN = ["--config", "configs/reverse.py", *config_flags(
+    model=TINY_MODEL, data=dict(TINY_DATA, batch_tokens=64, algorithmic_eval_examples=16),
+    train=dict(steps=STEPS, log_every=1, checkpoint_every=2, eval_every=STEPS, eval_bleu="true", bleu_examples=7,
+               average_last=0),
+    mesh=dict(data=1, fsdp=4),
+)]
 SOURCES = ["1 2 3", "4 5 6 7", "8", "9 9 1", "2 4 6 8", "3 1", "7 7 7"]  # 7 lines: shares of 4 and 3
 
 
@@ -30,13 +28,9 @@ def _command(*args):
     return [sys.executable, "-m", "t2t_jax", *args]
 
 
-def _env(devices, **extra):
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-            **extra}
-
-
 def one_process(*args, stdin=b""):
-    result = subprocess.run(_command(*args), cwd=ROOT, env=_env(1), capture_output=True, timeout=300, input=stdin)
+    result = subprocess.run(_command(*args), cwd=ROOT, env=cpu_devices_env(1), capture_output=True, timeout=300,
+                            input=stdin)
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     return result.stdout.decode()
 
@@ -44,7 +38,7 @@ def one_process(*args, stdin=b""):
 def two_processes(*args_by_rank):
     """Runs each rank's arguments as one of 2 processes x 2 devices; returns (exit code, stdout, stderr) per rank."""
     port = free_port()
-    processes = [subprocess.Popen(_command(*args), cwd=ROOT, env=_env(2, **distributed_env(port, rank)),
+    processes = [subprocess.Popen(_command(*args), cwd=ROOT, env=cpu_devices_env(2, **distributed_env(port, rank)),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for rank, args in enumerate(args_by_rank)]
     outputs = [process.communicate(timeout=300) for process in processes]

@@ -2,14 +2,12 @@
 process 0 prepares first; the other host then finds a shared data_dir prepared, or prepares its own copy when its
 data_dir is its own disk. Before, process 0 prepared alone and every other host failed with "not prepared"."""
 
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
-from test_scale import distributed_env, free_port
-from train_helpers import ROOT
+from train_helpers import ROOT, cpu_devices_env, distributed_env, free_port
 
 pytestmark = pytest.mark.slow  # two processes train
 
@@ -37,8 +35,7 @@ def train_on_two_hosts(workdir, data_dirs, log):
                 "--config.model.d_model=32", "--config.model.d_ff=64", "--config.model.num_heads=2"]
         processes.append(subprocess.Popen(
             [sys.executable, "-c", TRAIN, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-                 "T2T_TEST_PREPARE_LOG": str(log), **distributed_env(port, rank)}))
+            env=cpu_devices_env(1, T2T_TEST_PREPARE_LOG=str(log), **distributed_env(port, rank))))
     outputs = [process.communicate(timeout=400) for process in processes]
     return [(process.returncode, err.decode()) for process, (_, err) in zip(processes, outputs)]
 

@@ -15,18 +15,16 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from test_scale import free_port
-from train_helpers import ROOT
+from train_helpers import ROOT, TINY_DATA, TINY_MODEL, config_flags, cpu_devices_env, distributed_env, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("object_storage")]  # one emulator, tests in order
 
 BUCKET = "t2t-runs"
 WORKDIR = f"gs://{BUCKET}/reverse"
-SMALL = ["--config", "configs/reverse.py", "--workdir", WORKDIR, "--config.model.d_model=32", "--config.model.d_ff=64",
-         "--config.model.num_heads=2", "--config.model.num_encoder_layers=1", "--config.model.num_decoder_layers=1",
-         "--config.data.algorithmic_max_length=8", "--config.data.pack_length=32", "--config.train.log_every=1",
-         "--config.train.eval_every=1000", "--config.train.checkpoint_every=1000", "--config.train.warmup_steps=5",
-         "--config.train.keep_checkpoints=3", "--config.train.average_last=0"]
+SMALL = ["--config", "configs/reverse.py", "--workdir", WORKDIR, *config_flags(
+    model=TINY_MODEL, data=TINY_DATA,
+    train=dict(log_every=1, eval_every=1000, checkpoint_every=1000, warmup_steps=5, keep_checkpoints=3, average_last=0),
+)]
 
 
 class Bucket:
@@ -83,8 +81,7 @@ def emulator(tmp_path_factory):
 
 
 def _env(emulator, devices, **extra):
-    return {**os.environ, "STORAGE_EMULATOR_HOST": emulator.host, "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", **extra}
+    return cpu_devices_env(devices, STORAGE_EMULATOR_HOST=emulator.host, **extra)
 
 
 def _cli(emulator, *args, stdin=None):
@@ -100,7 +97,7 @@ def _two_hosts(emulator, steps):
         [sys.executable, "-m", "t2t_jax", "train", *SMALL, f"--config.train.steps={steps}",
          "--config.data.batch_tokens=64", "--config.mesh.data=2", "--config.mesh.fsdp=2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env=_env(emulator, 2, T2T_COORDINATOR=f"localhost:{port}", T2T_NUM_PROCESSES="2", T2T_PROCESS_ID=str(rank)),
+        env=_env(emulator, 2, **distributed_env(port, rank)),
     ) for rank in range(2)]
 
 

@@ -7,7 +7,7 @@ import os
 
 import jax
 import pytest
-from train_helpers import ROOT, assert_clear_error, run_cli
+from train_helpers import ROOT, assert_clear_error, config_flags, run_cli
 
 from t2t_jax.configuration import load_config
 
@@ -15,15 +15,15 @@ needs_libtpu = pytest.mark.skipif(
     importlib.util.find_spec("libtpu") is None,
     reason="libtpu is not installed here: `make test` runs these in .venv-tpu (pip install -e '.[tpu,test]')",
 )
-SMALL = ["--config.model.d_model=64", "--config.model.d_ff=128", "--config.model.num_heads=4",
-         "--config.model.num_encoder_layers=1", "--config.model.num_decoder_layers=1", "--config.data.vocab_size=64",
-         "--config.data.max_source_length=32", "--config.data.max_target_length=32", "--config.data.batch_tokens=256"]
+MODEL = dict(d_model=64, d_ff=128, num_heads=4, num_encoder_layers=1, num_decoder_layers=1)
+DATA = dict(vocab_size=64, max_source_length=32, max_target_length=32, batch_tokens=256)
+SMALL = config_flags(model=MODEL, data=DATA)
 
 
 def small_config(**mesh):
     config = load_config(os.path.join(ROOT, "configs", "tiny.py"))
-    config.model.update(d_model=64, d_ff=128, num_heads=4, num_encoder_layers=1, num_decoder_layers=1)
-    config.data.update(vocab_size=64, max_source_length=32, max_target_length=32, batch_tokens=256)
+    config.model.update(MODEL)
+    config.data.update(DATA)
     config.mesh.update(mesh)
     return config
 

@@ -6,14 +6,13 @@ import functools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
-from train_helpers import ROOT
+from train_helpers import ROOT, cpu_devices_env, distributed_env, free_port
 
 pytestmark = pytest.mark.slow  # subprocesses that train; `make test-fast` leaves them out
 
@@ -23,12 +22,11 @@ RUN = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, "tests")
     import jax
-    from train_helpers import reverse_config, train_losses
+    from train_helpers import train_losses, wide_reverse_config
     from t2t_jax.distributed import initialize_from_environment
     from t2t_jax.train.loop import train_and_evaluate
     data, fsdp, tensor, steps, workdir = sys.argv[1:6]
-    config = reverse_config(steps=int(steps), eval_every=100, checkpoint_every=2)
-    config.model.update(num_heads=8, d_model=64, d_ff=128)
+    config = wide_reverse_config(steps=int(steps), eval_every=100, checkpoint_every=2)
     config.mesh.update(data=int(data), fsdp=int(fsdp), tensor=int(tensor))
     initialize_from_environment()  # before JAX counts the devices
     config.data.batch_tokens = 256 // jax.device_count()  # per device: 8 packed rows of 32 on any device count
@@ -59,10 +57,9 @@ RUN = textwrap.dedent("""
 
 
 def run(devices, mesh, steps, workdir, *extra, env=None):
-    environment = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-                   "JAX_PLATFORMS": "cpu", **(env or {})}
     command = [sys.executable, "-c", RUN, *map(str, mesh), str(steps), str(workdir), *extra]
-    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(command, cwd=ROOT, env=cpu_devices_env(devices, **(env or {})), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
 
 
 def report(process):
@@ -132,17 +129,6 @@ def test_a_checkpoint_restores_onto_another_device_count_and_mesh(before, after,
         assert second["losses"][step] == pytest.approx(single_device_losses[step], rel=1e-5), second["losses"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def distributed_env(port, rank):
-    """Process `rank` of 2 on this machine, coordinated through localhost:`port`."""
-    return {"T2T_COORDINATOR": f"localhost:{port}", "T2T_NUM_PROCESSES": "2", "T2T_PROCESS_ID": str(rank)}
-
-
 def run_on_two_processes(steps, workdir):
     """RUN on 2 processes x 2 devices (mesh data 4): both processes' reports."""
     port = free_port()
@@ -169,12 +155,11 @@ def test_two_processes_train_checkpoint_and_restore_through_jax_distributed(sing
 UNTIL_STOPPED = textwrap.dedent("""
     import json, os, sys
     sys.path.insert(0, "tests")
-    from train_helpers import reverse_config
+    from train_helpers import wide_reverse_config
     from t2t_jax.train.loop import train_and_evaluate
     workdir, max_seconds = sys.argv[1], float(sys.argv[2])
-    config = reverse_config(steps=100000, log_every=1, eval_every=100000, checkpoint_every=100000,
-                            max_seconds=max_seconds, average_last=2)
-    config.model.update(num_heads=8, d_model=64, d_ff=128)
+    config = wide_reverse_config(steps=100000, log_every=1, eval_every=100000, checkpoint_every=100000,
+                                 max_seconds=max_seconds, average_last=2)
     config.mesh.update(data=2, fsdp=2)
     config.data.batch_tokens = 64  # per device
     train_and_evaluate(config, workdir)
@@ -186,10 +171,9 @@ UNTIL_STOPPED = textwrap.dedent("""
 def launch_two(workdir, *args):
     port = free_port()
     return [
-        subprocess.Popen([sys.executable, "-c", UNTIL_STOPPED, str(workdir), *map(str, args)], cwd=ROOT, env={
-            **os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
-            **distributed_env(port, rank),
-        }, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen([sys.executable, "-c", UNTIL_STOPPED, str(workdir), *map(str, args)], cwd=ROOT,
+                         env=cpu_devices_env(2, **distributed_env(port, rank)), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
         for rank in range(2)
     ]
 
@@ -258,9 +242,8 @@ def test_an_update_holds_the_same_tokens_on_1_2_and_8_devices(tmp_path):
     paper's tokens per device and no accumulation. Now 1 device x 8 microbatches, 2 x 4 and 8 x 1 hold the same."""
     reports_by_devices = {}
     for devices in (1, 2, 8):
-        process = subprocess.Popen([sys.executable, "-c", TOKENS, str(tmp_path / str(devices))], cwd=ROOT, env={
-            **os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen([sys.executable, "-c", TOKENS, str(tmp_path / str(devices))], cwd=ROOT,
+                                   env=cpu_devices_env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err.decode()[-3000:]
         assert "~1,024 tokens per update" in out.decode(), out.decode()[:2000]
@@ -275,10 +258,9 @@ def test_an_update_holds_the_same_tokens_on_1_2_and_8_devices(tmp_path):
 CHECKPOINTING = textwrap.dedent("""
     import sys
     sys.path.insert(0, "tests")
-    from train_helpers import reverse_config
+    from train_helpers import wide_reverse_config
     from t2t_jax.train.loop import train_and_evaluate
-    config = reverse_config(steps=100000, log_every=1, eval_every=100000, checkpoint_every=2)
-    config.model.update(num_heads=8, d_model=64, d_ff=128)
+    config = wide_reverse_config(steps=100000, log_every=1, eval_every=100000, checkpoint_every=2)
     config.data.batch_tokens = 64  # per device
     train_and_evaluate(config, sys.argv[1])
 """)
@@ -290,10 +272,9 @@ def test_a_host_that_dies_ends_the_other_within_the_heartbeat_timeout_and_the_ru
     written before are intact: the run resumes on one process from the newest."""
     workdir = tmp_path / "w"
     port = free_port()
-    hosts = [subprocess.Popen([sys.executable, "-c", CHECKPOINTING, str(workdir)], cwd=ROOT, env={
-        **os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
-        "T2T_HEARTBEAT_TIMEOUT_S": "10", **distributed_env(port, rank)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for rank in range(2)]
+    hosts = [subprocess.Popen([sys.executable, "-c", CHECKPOINTING, str(workdir)], cwd=ROOT,
+                              env=cpu_devices_env(2, T2T_HEARTBEAT_TIMEOUT_S="10", **distributed_env(port, rank)),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for rank in range(2)]
     deadline = time.time() + 240
     while time.time() < deadline and len(logged_steps(workdir)) < 5 and hosts[0].poll() is None:
         time.sleep(0.2)

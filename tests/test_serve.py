@@ -14,27 +14,21 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from test_scale import free_port
-from train_helpers import ROOT, assert_clear_error, run_cli
+from train_helpers import ROOT, TINY_DATA, TINY_MODEL, assert_clear_error, config_flags, free_port, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serve")]  # one server for the file
 
-MODEL = ["--config.model.d_model=32", "--config.model.d_ff=64", "--config.model.num_heads=2",
-         "--config.model.num_encoder_layers=1", "--config.model.num_decoder_layers=1",
-         "--config.data.algorithmic_max_length=8", "--config.data.pack_length=32",
-         "--config.data.max_source_length=16", "--config.data.max_target_length=16", "--config.data.batch_tokens=512",
-         "--config.train.steps=300", "--config.train.warmup_steps=30", "--config.train.log_every=300",
-         "--config.train.eval_every=1000", "--config.train.checkpoint_every=1000", "--config.train.average_last=0"]
+MODEL = config_flags(
+    model=TINY_MODEL, data=dict(TINY_DATA, max_source_length=16, max_target_length=16, batch_tokens=512),
+    train=dict(steps=300, warmup_steps=30, log_every=300, eval_every=1000, checkpoint_every=1000, average_last=0),
+)
 LIMITS = ["--max_batch", "4", "--max_sentences", "16", "--max_chars", "400", "--max_queue", "64"]
 LINES = ["1 2 3", "4 5 6 7 8", "", "9", "3 3 1 2 7 7", "2 4 6 8 1 3 5 7 9", "5 5", "8 1", "7 7 7 7 7 7 7 7 7 7"]
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("serve") / "reverse"
-    result = run_cli("train", "--config", "configs/reverse.py", "--workdir", str(workdir), *MODEL)
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
-    return str(workdir)
+def workdir(train_workdir):
+    return train_workdir("serve", "--config", "configs/reverse.py", *MODEL)
 
 
 @pytest.fixture(scope="module")

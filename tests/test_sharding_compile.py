@@ -3,31 +3,29 @@ a sharding transition the partitioner can only make by replicating a whole tenso
 a full copy per step). The embedding lookup produced activations split along d_model (the table's fsdp split),
 which then had to be re-split by batch; the model now names its activations' axes (layers.constrain)."""
 
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
-from train_helpers import ROOT
+from train_helpers import ROOT, cpu_devices_env
 
 pytestmark = pytest.mark.slow  # compiles in subprocesses with simulated devices
 
 COMPILE = textwrap.dedent("""
     import sys, tempfile
     sys.path.insert(0, "tests")
-    from train_helpers import reverse_config
+    from train_helpers import wide_reverse_config
     from t2t_jax import sharding
     from t2t_jax.train import step
     from t2t_jax.train.loop import Trainer
     data, fsdp, tensor = map(int, sys.argv[1:4])
-    config = reverse_config()
-    config.model.update(num_heads=8, d_model=64, d_ff=128)
+    config = wide_reverse_config()
     config.mesh.update(data=data, fsdp=fsdp, tensor=tensor)
     trainer = Trainer(config, tempfile.mkdtemp())
     batch = sharding.global_batch(next(trainer.iterator), trainer.batch_sharding)
     key = step.dropout_key(0, 0)
-    trainer.train_step.lower(trainer.state, batch, key).compile()
+    trainer.train_step.lower(trainer.state, batch, key, 1.0).compile()
     trainer.compute_gradients.lower(trainer.state.params, batch, key).compile()  # accumulation's program
     trainer.eval_step.lower(trainer.state.params, batch).compile()
     print("COMPILED")
@@ -39,7 +37,7 @@ def test_the_train_eval_and_accumulation_steps_compile_without_involuntary_remat
     devices = mesh[0] * mesh[1] * mesh[2]
     result = subprocess.run(
         [sys.executable, "-c", COMPILE, *map(str, mesh)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"},
+        env=cpu_devices_env(devices),
     )
     assert result.returncode == 0 and "COMPILED" in result.stdout, result.stderr[-3000:]
     warnings = [line for line in result.stderr.splitlines() if "Involuntary full rematerialization" in line]

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from train_helpers import TINY_MODEL
 
 from t2t_jax.configuration import default_config, model_config
 from t2t_jax.model import Transformer
@@ -55,8 +56,7 @@ def test_optimizer_uses_the_papers_adam_settings():
 
 def test_two_accumulated_microbatches_equal_one_batch_with_both():
     config = default_config()
-    config.model.update(d_model=32, d_ff=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-                        dropout_rate=0.0)
+    config.model.update(TINY_MODEL, dropout_rate=0.0)
     model = Transformer(model_config(config, 20))
     optimizer = make_optimizer(config.train, 32)
     rng = np.random.default_rng(0)

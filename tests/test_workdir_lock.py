@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from train_helpers import ROOT, assert_clear_error, run_cli
+from train_helpers import ROOT, TINY_MODEL, assert_clear_error, config_flags, run_cli
 
 from t2t_jax.errors import UserError
 from t2t_jax.train.workdir_lock import LOCK_FILE, WorkdirLock
@@ -61,11 +61,10 @@ def test_the_holder_refreshes_its_heartbeat(tmp_path):
 @pytest.mark.slow
 def test_a_second_train_on_a_workdir_in_use_is_one_clear_error(tmp_path):
     workdir = str(tmp_path / "w")
-    small = ["--config", "configs/reverse.py", "--workdir", workdir, "--config.model.d_model=32",
-             "--config.model.d_ff=64", "--config.model.num_heads=2", "--config.model.num_encoder_layers=1",
-             "--config.model.num_decoder_layers=1", "--config.data.batch_tokens=256", "--config.train.log_every=1",
-             "--config.train.steps=100000", "--config.train.checkpoint_every=100000",
-             "--config.train.eval_every=100000"]
+    small = ["--config", "configs/reverse.py", "--workdir", workdir, *config_flags(
+        model=TINY_MODEL, data=dict(batch_tokens=256),
+        train=dict(log_every=1, steps=100000, checkpoint_every=100000, eval_every=100000),
+    )]
     first = subprocess.Popen([sys.executable, "-m", "t2t_jax", "train", *small], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
