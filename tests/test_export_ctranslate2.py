@@ -181,7 +181,7 @@ def test_export_of_a_model_trained_on_text(tmp_path):
         "--config.model.num_decoder_layers=1", "--config.data.vocab_size=600", "--config.data.vocab_sample_lines=3000",
         "--config.train.steps=40", "--config.train.warmup_steps=10", "--config.train.eval_every=1000",
         "--config.train.checkpoint_every=40", "--config.train.average_last=0", "--config.train.eval_bleu=false",
-        "--config.train.max_seconds=0", timeout=600,
+        "--config.train.max_seconds=0", "--config.train.schedule_clock=steps", timeout=600,
     )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     manifest = export_ctranslate2(workdir, str(tmp_path / "f32"))

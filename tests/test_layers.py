@@ -36,7 +36,8 @@ def import_graph() -> dict[str, set[str]]:
                 edges.update(alias.name for alias in node.names if alias.name in modules)
             elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("t2t_jax"):
                 for alias in node.names:  # `from t2t_jax import sharding` names a module, `from t2t_jax.x import f` not
-                    edges.add(f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module)
+                    module = f"{node.module}.{alias.name}"
+                    edges.add(module if module in modules else node.module)
         graph[name] = {edge for edge in edges if edge != name and not name.startswith(edge + ".")}
     return graph
 

@@ -29,7 +29,7 @@ RUN = textwrap.dedent("""
         return update(self, batches, lr_scale)
     loop.Trainer.update = recording_update
     initialize_from_environment()
-    config = reverse_config(schedule="cosine", schedule_clock="time", max_seconds=8.0, steps=100_000,
+    config = reverse_config(schedule="cosine", schedule_clock="time", max_seconds=15.0, steps=100_000,
                             learning_rate=3e-3, warmup_steps=2, eval_every=100_000, checkpoint_every=4,
                             keep_checkpoints=3, average_last=3, average_window=0.5)
     config.data.batch_tokens = 128
@@ -67,6 +67,6 @@ def test_a_skewed_clock_on_one_process_changes_nothing_the_processes_agree_on(tm
     assert first["scales"] == second["scales"] and first["step"] == second["step"]
     assert first["params"] == second["params"]
     # the agreed clock is the faster-running one (the maximum): the run still ends annealed, within its budget
-    assert first["scales"][-1] < 0.05 and first["scales"][3] > first["scales"][-1]
+    assert first["scales"][-1] < 0.1 and max(first["scales"]) > 0.5, first["scales"]
     averaged = [path for path in (tmp_path / "w" / "averaged").iterdir()]
     assert len(averaged) == 1

@@ -73,8 +73,14 @@ def test_two_accumulated_microbatches_equal_one_batch_with_both():
     apply = functools.partial(step.apply_gradients, optimizer=optimizer)
     g1, m1 = grads(params, first, key)
     g2, m2 = grads(params, second, key)
-    accumulated, _ = apply(state, step.add_trees(g1, g2), step.add_trees(m1, m2))
+    one = jnp.float32(1)
+    accumulated, _ = apply(state, step.add_trees(g1, g2), step.add_trees(m1, m2), one)
     g, m = grads(params, both, key)
-    single, _ = apply(state, g, m)
+    single, _ = apply(state, g, m, one)
     for a, b in zip(jax.tree_util.tree_leaves(accumulated.params), jax.tree_util.tree_leaves(single.params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # a time-budgeted schedule's factor scales the whole update (weight decay included)
+    quarter, _ = apply(state, g, m, jnp.float32(0.25))
+    for before, full, scaled in zip(*(jax.tree_util.tree_leaves(tree) for tree in (params, single.params,
+                                                                                   quarter.params))):
+        np.testing.assert_allclose(scaled - before, 0.25 * (full - before), rtol=1e-3, atol=1e-7)
