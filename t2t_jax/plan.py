@@ -1,10 +1,13 @@
-"""t2t-jax plan: the real sharded train step compiled ahead of time for a TPU topology, on this CPU machine.
+"""t2t-jax plan: the real sharded train step (and beam search) compiled ahead of time for a TPU topology, on this
+CPU machine.
 
 jax.experimental.topologies describes a TPU slice without its hardware (libtpu, `pip install -e '.[tpu]'`, compiles
 for it); the train state and batch are given as abstract arrays with the shardings the rules give them on that
-slice's mesh, and XLA's compiled program reports its memory per chip and FLOPs. `cpu` compiles for this machine's
-devices instead. GPUs cannot be compiled for without one (XLA:GPU needs the device); see benchmarks/README.md's
-measured memory for them.
+slice's mesh, and XLA's compiled program reports its memory per chip and FLOPs. The decoding programs (encoder +
+cache, then the whole beam search loop) are compiled the same way, for decode.batch_tokens of sources of
+data.max_source_length per chip: a decoding batch that does not fit is found too. `cpu` compiles for this
+machine's devices instead. GPUs cannot be compiled for without one (XLA:GPU needs the device); see
+benchmarks/README.md's measured memory for them.
 
     t2t-jax plan --config configs/big.py --target v5e-16 [--json FILE] [--config.KEY=VALUE ...]
 """
@@ -83,9 +86,44 @@ def plan(config: ml_collections.ConfigDict, target_name: str, search: bool = Tru
     result["fits"] = result["peak_gib"] <= HEADROOM * target.memory_gib
     if target.peak_flops:
         result["estimated_step_s"] = round(result["flops_per_chip"] / (target.peak_flops * MEASURED_MFU), 4)
+    result.update(_compiled_decoding(config, devices))
+    result["decode_fits"] = result["decode_peak_gib"] <= HEADROOM * target.memory_gib
     if search:
         result["largest_batch_tokens"] = _largest_batch(config, devices, target, result)
     return result
+
+
+def _compiled_decoding(config: ml_collections.ConfigDict, devices: list[Any]) -> dict[str, Any]:
+    """Memory per chip of beam search as `t2t-jax decode` runs it on the target: the decoding model (per-layer
+    parameters, split by the rules over the mesh), a batch of decode.batch_tokens source tokens per chip at the
+    longest source bucket, the encoder + cache program and the search loop's program (the larger peak)."""
+    from t2t_jax import sharding
+    from t2t_jax.configuration import model_config
+    from t2t_jax.model import Transformer
+    from t2t_jax.model.inference import decoding_config
+    from t2t_jax.settings import DecodeSettings
+    from t2t_jax.translate import BeamDecoder
+
+    decode = DecodeSettings.from_config(config.decode)
+    mesh = sharding.make_mesh(config.mesh, devices)
+    model = decoding_config(model_config(config, config.data.vocab_size))
+    dummy = jnp.ones((1, 8), jnp.int32)
+    params = sharding.abstract_state(lambda: Transformer(model).init(jax.random.PRNGKey(0), dummy, dummy)["params"],
+                                     mesh)
+    length = config.data.max_source_length
+    rows = max(decode.batch_tokens // length, 1) * sharding.batch_parallelism(mesh)
+    inputs = jax.ShapeDtypeStruct((rows, length), jnp.int32, sharding=sharding.batch_sharding(mesh))
+    decoder, ensemble = BeamDecoder(model, decode.beam_size, decode.alpha, decode.max_extra_length, mesh), (params,)
+    try:
+        prepare = decoder._prepare.lower(ensemble, inputs).compile()
+        caches = jax.eval_shape(decoder._prepare, ensemble, inputs)
+        search = decoder._search.lower(ensemble, inputs, caches, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+    except Exception as error:  # noqa: BLE001 - XLA's out-of-memory and resource errors, as one line
+        raise UserError(f"beam search does not compile for {len(devices)} {devices[0].platform} chips "
+                        f"({str(error).splitlines()[0][:300]}): lower decode.batch_tokens") from None
+    peak = max(_peak_bytes(program.memory_analysis()) for program in (prepare, search))
+    return {"decode_batch": [rows, length], "decode_beam_size": decode.beam_size,
+            "decode_peak_gib": round(peak / GIB, 4)}
 
 
 class CompiledStep(NamedTuple):
@@ -134,8 +172,7 @@ def _compiled(config: ml_collections.ConfigDict, devices: list[Any]) -> dict[str
     cost = step.compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     state_bytes = sum(_shard_bytes(leaf) for leaf in jax.tree_util.tree_leaves(step.abstract))
-    peak = memory.argument_size_in_bytes + memory.output_size_in_bytes - memory.alias_size_in_bytes \
-        + memory.temp_size_in_bytes
+    peak = _peak_bytes(memory)
     if step.accumulation > 1:  # the summed gradients live beside the microbatch program
         peak += sum(_shard_bytes(leaf) for leaf in jax.tree_util.tree_leaves(step.abstract.params))
     return {
@@ -154,6 +191,12 @@ def _batch_shape(config: ml_collections.ConfigDict, devices: int) -> tuple[int, 
     if per_device < 1:
         raise UserError(f"data.batch_tokens={data.batch_tokens} holds no sequence of {length} tokens per device")
     return per_device * devices, length
+
+
+def _peak_bytes(memory: Any) -> int:
+    """A compiled program's memory per chip: its arguments, outputs and temporaries (donated buffers once)."""
+    return (memory.argument_size_in_bytes + memory.output_size_in_bytes - memory.alias_size_in_bytes
+            + memory.temp_size_in_bytes)
 
 
 def _shard_bytes(leaf: jax.ShapeDtypeStruct) -> int:
@@ -204,6 +247,11 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         + (f", ~{result['estimated_step_s']} s per step at {MEASURED_MFU:.1%} MFU"
            if "estimated_step_s" in result else ""),
     ]
+    if "decode_peak_gib" in result:
+        rows, length = result["decode_batch"]
+        lines.append(f"beam search ({result['decode_beam_size']} beams, {rows} sources x {length} tokens): peak "
+                     f"{result['decode_peak_gib']} GiB per chip: "
+                     + ("fits" if result["decode_fits"] else "does NOT fit: lower decode.batch_tokens"))
     if "largest_batch_tokens" in result:
         lines.append(f"largest data.batch_tokens that fits: {result['largest_batch_tokens']} per chip")
     return lines

@@ -37,6 +37,9 @@ def test_plan_for_this_cpu_reports_memory_flops_and_the_largest_batch(tmp_path):
     assert 0 < report["state_gib"] < report["peak_gib"] and report["flops_per_chip"] > 0
     assert report["largest_batch_tokens"] >= 256 and report["largest_batch_tokens"] % 32 == 0
     assert "largest data.batch_tokens that fits" in result.stdout.decode()
+    # beam search as decode runs it: decode.batch_tokens (4096) of 32-token sources, 4 beams
+    assert report["decode_batch"] == [128, 32] and report["decode_beam_size"] == 4
+    assert report["decode_fits"] and 0 < report["decode_peak_gib"] < 1
 
 
 def test_a_mesh_the_target_cannot_hold_is_one_clear_error():
@@ -68,6 +71,25 @@ def test_the_step_compiles_for_a_v5e_slice_with_every_parameter_sharded_by_the_r
     report = plan(config, "v5e-4", search=False)
     assert report["compute_dtype"] == "bfloat16" and report["fits"] and report["flops_per_chip"] > 0
     assert 0 < report["state_gib"] < report["peak_gib"] < 16
+    assert report["decode_fits"] and 0 < report["decode_peak_gib"] < 16  # the beam search loop compiled for TPU
+
+
+@needs_libtpu
+def test_a_decoding_batch_larger_than_the_chip_is_reported(monkeypatch):
+    """A v5e chip with the memory of the beam search's peak and a bit: training fits, decoding does not."""
+    import dataclasses
+
+    from t2t_jax import plan as planner
+
+    jax.config.update("jax_platforms", "cpu")
+    config = small_config(data=2, fsdp=2)
+    config.decode.batch_tokens = 2**14
+    small = dataclasses.replace(planner.TARGETS["v5e-4"], memory_gib=0.1)
+    monkeypatch.setitem(planner.TARGETS, "v5e-4", small)
+    report = planner.plan(config, "v5e-4", search=False)
+    assert report["fits"] and not report["decode_fits"], report
+    assert report["decode_peak_gib"] > 0.09 > report["peak_gib"]
+    assert any("does NOT fit: lower decode.batch_tokens" in line for line in planner.report_lines(report))
 
 
 @needs_libtpu
