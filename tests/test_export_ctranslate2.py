@@ -158,6 +158,8 @@ def test_export_refuses_what_it_cannot_write(tmp_path):
         export_ctranslate2(str(tmp_path / "no-workdir"), str(tmp_path / "new"), quantize="int4")
     with pytest.raises(UserError, match="d_k 4 and d_v 8"):
         tiny_export(tmp_path, tiny_config(d_k=4, d_v=8))
+    with pytest.raises(UserError, match="relative position representations"):
+        tiny_export(tmp_path, tiny_config(position_encoding="relative"))
     assert not (tmp_path / "new").exists() and not (tmp_path / "export").exists()
 
 

@@ -66,6 +66,11 @@ def step_state(
     return self_mask, cross_mask, step
 
 
+def slot_positions(slots: int, beams: int) -> Array:
+    """The target position of every self-attention slot [slots]: slot s = b * max_length + t holds position t."""
+    return jnp.arange(slots, dtype=jnp.int32) % (slots // beams)
+
+
 def self_attention_slots(
     module: nn.Module,
     key: Array,  # [items * beams, heads, 1, key_size]: this step's

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 NormPlacement = Literal["post", "pre"]
 Sharing = Literal["none", "target", "all"]
-PositionEncoding = Literal["sinusoidal", "learned"]
+PositionEncoding = Literal["sinusoidal", "learned", "relative"]
 Remat = Literal["none", "full", "dots"]
 
 
@@ -31,6 +31,10 @@ class TransformerConfig:
     single-step, KV-cached variant used by `t2t_jax.decoding`. attention_chunk > 0 computes attention over
     query chunks of that size, each recomputed in the backward pass, so that no [length, length] array is held:
     memory linear in the length, the same result (model/attention.py, chunked_attention).
+    position_encoding: 'sinusoidal' (paper 3.5) or 'learned' absolute positions added to the embeddings, or
+    'relative': no absolute positions; every self-attention layer learns embeddings of the clipped relative
+    distance j - i in [-max_relative_position, max_relative_position] for its keys and values (Shaw et al. 2018,
+    T2T's transformer_relative: dot_product_relative attention, pos="none"; model/attention.py).
     """
 
     vocab_size: int
@@ -47,6 +51,7 @@ class TransformerConfig:
     relu_dropout_rate: float = 0.0
     max_length: int = 1024
     position_encoding: PositionEncoding = "sinusoidal"
+    max_relative_position: int = 20  # k of position_encoding='relative' (T2T's default): distances clip to [-k, k]
     norm_placement: NormPlacement = "post"
     share_embeddings: Sharing = "all"
     scale_embeddings: bool = True
@@ -63,8 +68,13 @@ class TransformerConfig:
             raise ValueError(f"share_embeddings must be none|target|all, got {self.share_embeddings!r}")
         if self.norm_placement not in ("post", "pre"):
             raise ValueError(f"norm_placement must be post|pre, got {self.norm_placement!r}")
-        if self.position_encoding not in ("sinusoidal", "learned"):
-            raise ValueError(f"position_encoding must be sinusoidal|learned, got {self.position_encoding!r}")
+        if self.position_encoding not in ("sinusoidal", "learned", "relative"):
+            raise ValueError(
+                f"position_encoding must be sinusoidal|learned|relative, got {self.position_encoding!r}"
+            )
+        if self.position_encoding == "relative" and self.max_relative_position < 1:
+            raise ValueError(f"position_encoding='relative' needs max_relative_position >= 1, "
+                             f"got {self.max_relative_position}")
         if self.remat not in ("none", "full", "dots"):
             raise ValueError(f"remat must be none|full|dots, got {self.remat!r}")
         if self.share_embeddings == "all" and self.output_vocab_size != self.vocab_size:

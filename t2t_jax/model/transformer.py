@@ -3,7 +3,8 @@
 Shapes: batch B, source length S, target length T, d_model D, vocabulary V.
 Packed examples: `*_segmentation` [B, L] numbers the examples in a row (1, 2, ...; 0 = padding) and
 `*_positions` [B, L] restart at 0 for each example; attention never crosses examples and the decoder's
-shifted input starts every example afresh.
+shifted input starts every example afresh. Positions enter as added encodings (sinusoidal or learned) or, with
+position_encoding 'relative', only as distances between positions inside self-attention (model/attention.py).
 """
 
 from __future__ import annotations
@@ -42,11 +43,16 @@ class EncoderLayer(nn.Module):
     deterministic: bool
 
     @nn.compact
-    def __call__(self, hidden: Array, mask: Array) -> Array:  # [B, S, D], [B, 1, S, S]
+    def __call__(
+        self,
+        hidden: Array,  # [B, S, D]
+        mask: Array,  # [B, 1, S, S]
+        positions: Array | None = None,  # [B, S] (relative self-attention; None: 0, 1, ...)
+    ) -> Array:
         cfg, det = self.config, self.deterministic
         residual = Residual(cfg, det, name="self_attention_residual")
         attended = MultiHeadAttention(cfg, name="self_attention")(
-            residual.sublayer_input(hidden), None, mask, det
+            residual.sublayer_input(hidden), None, mask, det, positions=positions
         )
         hidden = residual(hidden, attended)
         residual = Residual(cfg, det, name="feed_forward_residual")
@@ -67,12 +73,13 @@ class DecoderLayer(nn.Module):
         encoded: Array | None,  # [B, S, D]
         self_mask: Array | None,  # [B, 1, T, T]
         cross_mask: Array | None,  # [B, 1, T, S]
+        positions: Array | None = None,  # [B, T] (relative self-attention; None: 0, 1, ...)
         decode_index: Array | None = None,
     ) -> Array:
         cfg, det = self.config, self.deterministic
         residual = Residual(cfg, det, name="self_attention_residual")
         attended = MultiHeadAttention(cfg, name="self_attention")(
-            residual.sublayer_input(hidden), None, self_mask, det, decode_index
+            residual.sublayer_input(hidden), None, self_mask, det, decode_index, positions
         )
         hidden = residual(hidden, attended)
         if self.cross_attention:
@@ -127,11 +134,13 @@ class Encoder(nn.Module):
     ) -> Array:  # [B, S, D]
         cfg = self.config
         positions = default_positions(inputs) if positions is None else positions
-        hidden = self.embedding(inputs) + PositionEncoding(cfg, name="position_encoding")(positions)
+        hidden = self.embedding(inputs)
+        if cfg.position_encoding != "relative":  # relative: positions only inside self-attention (T2T: pos="none")
+            hidden = hidden + PositionEncoding(cfg, name="position_encoding")(positions)
         hidden = Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
         mask = attention_mask(inputs > 0, segmentation, segmentation)
         fields = {"deterministic": deterministic}
-        hidden = _stack(EncoderLayer, fields, cfg, cfg.num_encoder_layers, hidden, mask)
+        hidden = _stack(EncoderLayer, fields, cfg, cfg.num_encoder_layers, hidden, mask, positions)
         return layer_norm(cfg, "final_norm")(hidden) if cfg.norm_placement == "pre" else hidden
 
 
@@ -172,12 +181,15 @@ class Decoder(nn.Module):
                 inputs > 0, targets_segmentation, inputs_segmentation
             )
             decode_index = None
-        hidden = self.embedding(decoder_inputs) + PositionEncoding(cfg, name="position_encoding")(positions)
+        hidden = self.embedding(decoder_inputs)
+        if cfg.position_encoding != "relative":
+            hidden = hidden + PositionEncoding(cfg, name="position_encoding")(positions)
         hidden = Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
         fields = {"deterministic": deterministic, "cross_attention": self.cross_attention}
         step_args = (decode_index,) if cfg.decode else ()
         hidden = _stack(
-            DecoderLayer, fields, cfg, cfg.num_decoder_layers, hidden, encoded, self_mask, cross_mask, *step_args
+            DecoderLayer, fields, cfg, cfg.num_decoder_layers, hidden, encoded, self_mask, cross_mask, positions,
+            *step_args,
         )
         if cfg.norm_placement == "pre":
             hidden = layer_norm(cfg, "final_norm")(hidden)

@@ -78,6 +78,9 @@ def check_representable(config: TransformerConfig) -> None:
     if config.key_size != config.value_size:
         raise UserError(f"CTranslate2 needs equal query-key and value sizes per head; this model has d_k "
                         f"{config.key_size} and d_v {config.value_size}: export it with --format stablehlo")
+    if config.position_encoding == "relative":
+        raise UserError("this export does not map relative position representations to CTranslate2's yet: "
+                        "export the model with --format stablehlo")
 
 
 def check_output(output: str) -> None:
