@@ -112,3 +112,14 @@ def test_mistakes_are_one_clear_error(workdir, exported, tmp_path):
         serving.load(exported[0]).translate(["1 2"], nbest=5)
     assert_clear_error(run_cli("export", "--workdir", workdir, "--format", "onnx", "--output", str(tmp_path / "o")),
                        "--format")
+
+
+def test_a_relative_position_model_exports_and_translates_as_the_translator_does(train_workdir, tmp_path):
+    from t2t_jax.translate import Translator
+
+    workdir = train_workdir("stablehlo_relative", *TINY, "--config.model.position_encoding=relative",
+                            "--config.model.max_relative_position=4")
+    export_stablehlo(workdir, str(tmp_path / "relative"))
+    lines = LINES[:10]
+    exported = serving.load(str(tmp_path / "relative"))
+    assert exported.translate(lines) == Translator.from_workdir(workdir).translate(lines)
