@@ -82,6 +82,21 @@ def relative_output(weights: Array, relative: RelativePositions) -> Array:
     return jnp.einsum("bhqk,bqkd->bhqd", weights, value_embeddings)
 
 
+def fused_attention(
+    query: Array,  # [batch, heads, q_length, key_size]
+    key: Array,  # [batch, heads, kv_length, key_size]
+    value: Array,  # [batch, heads, kv_length, value_size]
+    mask: Array | None,  # [batch, 1, q_length or 1, kv_length] bool
+) -> Array:  # [batch, heads, q_length, value_size]
+    """softmax(Q K^T / sqrt(d_k)) V by jax.nn.dot_product_attention: one fused kernel where the platform has one
+    (cuDNN on GPUs for bfloat16/float16 and supported shapes), XLA's otherwise; the softmax in float32 there too."""
+    if mask is not None:
+        mask = jnp.broadcast_to(mask, (query.shape[0], 1, query.shape[2], key.shape[2]))
+    swap = lambda array: array.transpose(0, 2, 1, 3)  # noqa: E731 - [batch, length, heads, size], its layout
+    attended = jax.nn.dot_product_attention(swap(query), swap(key), swap(value), mask=mask)
+    return swap(attended)
+
+
 def chunked_attention(
     query: Array,  # [batch, heads, q_length, key_size], already scaled by 1/sqrt(key_size)
     key: Array,  # [batch, heads, kv_length, key_size]
@@ -205,6 +220,9 @@ class MultiHeadAttention(nn.Module):
         relative: RelativePositions | None = None,
     ) -> Array:  # [batch, heads, q_length, value_size]
         cfg = self.config
+        if cfg.attention_implementation == "dot_product" and not key_transposed and not self.is_mutable_collection(
+                "intermediates"):
+            return fused_attention(query, key, value, mask)
         query = query / jnp.sqrt(cfg.key_size).astype(query.dtype)
         if cfg.attention_chunk and not key_transposed and query.shape[2] > cfg.attention_chunk:
             return chunked_attention(query, key, value, mask, cfg.attention_chunk, relative)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 NormPlacement = Literal["post", "pre"]
 Sharing = Literal["none", "target", "all"]
 PositionEncoding = Literal["sinusoidal", "learned", "relative"]
+AttentionImplementation = Literal["plain", "dot_product"]
 Remat = Literal["none", "full", "dots"]
 
 
@@ -62,6 +63,9 @@ class TransformerConfig:
     scan_layers: bool = False
     remat: Remat = "none"
     attention_chunk: int = 0  # > 0: attention over query chunks of this size, memory linear in length
+    # "dot_product": jax.nn.dot_product_attention (fused: cuDNN's flash attention on GPUs where it applies, XLA
+    # elsewhere) for training and scoring; decoding steps and captured attention weights use the plain formula
+    attention_implementation: AttentionImplementation = "plain"
 
     def __post_init__(self) -> None:
         if self.share_embeddings not in ("none", "target", "all"):
@@ -81,6 +85,13 @@ class TransformerConfig:
             raise ValueError("share_embeddings='all' needs one shared vocabulary (target_vocab_size=None)")
         if (self.d_k is None or self.d_v is None) and self.d_model % self.num_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by num_heads {self.num_heads}")
+        if self.attention_implementation not in ("plain", "dot_product"):
+            raise ValueError("attention_implementation must be plain|dot_product, got "
+                             f"{self.attention_implementation!r}")
+        if self.attention_implementation == "dot_product" and (
+                self.position_encoding == "relative" or self.attention_chunk or self.attention_dropout_rate):
+            raise ValueError("attention_implementation='dot_product' computes plain softmax(QK^T)V: it takes no "
+                             "relative positions, attention_chunk or attention_dropout_rate")
         if self.attention_chunk < 0:
             raise ValueError(f"attention_chunk must be 0 (whole) or a positive chunk size, got {self.attention_chunk}")
         if self.attention_chunk and self.attention_dropout_rate:
