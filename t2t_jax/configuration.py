@@ -156,7 +156,7 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(storage.read_bytes(path)))
 
 
-_HOW_NOT_WHAT = ("attention_chunk",)  # model settings that change how the same function is computed, not which
+_HOW_NOT_WHAT = ("attention_chunk", "attention_implementation", "remat")  # how the same function is computed
 
 
 def model_differences(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict) -> list[str]:
