@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 
+import decode_problem  # benchmarks/decode_problem.py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -193,13 +194,7 @@ def main():
     parser.add_argument("--source", default=os.path.join(DATA, "test.en"))
     parser.add_argument("--reference", default=os.path.join(DATA, "test.de"))
     parser.add_argument("--patience", type=float, nargs="*", default=[1.0, 4.0])
-    parser.add_argument("--vocab", type=int, default=32000)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--source_length", type=int, default=24)
-    parser.add_argument("--max_length", type=int, default=74)
-    parser.add_argument("--beam_size", type=int, default=4)
-    parser.add_argument("--alpha", type=float, default=0.6)
-    parser.add_argument("--rounds", type=int, default=3)
+    decode_problem.add_arguments(parser, rounds=3)
     parser.add_argument("--skip_equality", action="store_true")
     parser.add_argument("--skip_speed", action="store_true")
     parser.add_argument("--json", default="benchmarks/cpu/ctranslate2_vs_jax.json")

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 
+import decode_problem  # benchmarks/decode_problem.py
 import numpy as np
 
 VARIANTS = {
@@ -161,13 +162,7 @@ def main():
     parser.add_argument("--params")
     parser.add_argument("--inputs")
     parser.add_argument("--output")
-    parser.add_argument("--vocab", type=int, default=32000)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--source_length", type=int, default=24)
-    parser.add_argument("--max_length", type=int, default=74)
-    parser.add_argument("--beam_size", type=int, default=4)
-    parser.add_argument("--alpha", type=float, default=0.6)
-    parser.add_argument("--rounds", type=int, default=5)
+    decode_problem.add_arguments(parser, rounds=5)
     parser.add_argument("--group", type=int, default=4, help="worker processes alive at once, the default included")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS)[1:])
     parser.add_argument("--json", default="benchmarks/cpu/decode_flags.json")
