@@ -1,8 +1,9 @@
 """Ensembles on Multi30k en->de: two models of configs/multi30k.py trained with different seeds (train.seed and
-data.seed), each alone and both as an ensemble (`Translator.from_workdirs`), beam 4, on test_2016_flickr; the
-decoding time of 1 and 2 models, measured alternately in the same run.
+data.seed) for the same number of updates (a step-clocked cosine: the same models on a busy or a quiet machine),
+each alone and both as an ensemble (`Translator.from_workdirs`), beam 4, on test_2016_flickr; the decoding time of
+1 and 2 models, measured alternately in the same run.
 
-    python benchmarks/ensemble.py [--minutes 10] [--json benchmarks/cpu/ensemble.json]
+    python benchmarks/ensemble.py [--steps 240] [--json benchmarks/cpu/ensemble.json]
 """
 
 import argparse
@@ -21,23 +22,24 @@ from t2t_jax.evaluate import score  # noqa: E402
 from t2t_jax.translate import Translator  # noqa: E402
 
 
-def train(workdir: str, seed: int, minutes: float) -> None:
+def train(workdir: str, seed: int, steps: int) -> None:
     if os.path.isdir(os.path.join(workdir, "averaged")):
         return
     subprocess.run([sys.executable, "-m", "t2t_jax", "train", "--config", "configs/multi30k.py", "--workdir", workdir,
-                    f"--config.train.seed={seed}", f"--config.data.seed={seed}",
-                    f"--config.train.max_seconds={minutes * 60}"], cwd=ROOT, check=True)
+                    f"--config.train.seed={seed}", f"--config.data.seed={seed}", "--config.train.schedule_clock=steps",
+                    f"--config.train.steps={steps}", "--config.train.max_seconds=0",
+                    f"--config.train.checkpoint_every={steps // 10}"], cwd=ROOT, check=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget of each model")
+    parser.add_argument("--steps", type=int, default=240, help="updates of each model")
     parser.add_argument("--workdirs", default="runs/ensemble_seed")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     workdirs = [f"{args.workdirs}{seed}" for seed in (0, 1)]
     for seed, workdir in enumerate(workdirs):
-        train(workdir, seed, args.minutes)
+        train(workdir, seed, args.steps)
     sources = read_lines(f"{multi30k.DATA_DIR}/test.en")
     references = read_lines(f"{multi30k.DATA_DIR}/test.de")
     translators = {"seed 0": Translator.from_workdir(workdirs[0], "averaged"),
@@ -56,7 +58,7 @@ def main() -> None:
         rows[name]["decode_s"] = round(min(seconds[name]), 1)
     single = (rows["seed 0"]["decode_s"] + rows["seed 1"]["decode_s"]) / 2
     result = {"task": "Multi30k en->de test_2016_flickr (1000 sentences), beam 4, averaged checkpoints",
-              "train_minutes_each": args.minutes, "rows": rows,
+              "train_steps_each": args.steps, "rows": rows,
               "ensemble_decode_time_over_one_model": round(rows["ensemble"]["decode_s"] / single, 2)}
     print(json.dumps(result, indent=1))
     if args.json:
