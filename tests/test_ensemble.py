@@ -5,6 +5,7 @@ models of different vocabularies in one clear line."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import VOCAB, init_params, random_tokens, small_config
 from flax import linen as nn
 from train_helpers import TINY_DATA, TINY_MODEL, assert_clear_error, config_flags, run_cli
@@ -47,6 +48,7 @@ SMALL = ["--config", "configs/reverse.py", *config_flags(model=TINY_MODEL, data=
                                                           train={"steps": 30, "eval_every": 1000, "log_every": 10})]
 
 
+@pytest.mark.slow  # trains two models through the CLI
 def test_decode_and_eval_take_several_workdirs(train_workdir, tmp_path):
     first = train_workdir("first", *SMALL)
     second = train_workdir("second", *SMALL, "--config.train.seed=1")
@@ -65,6 +67,7 @@ def test_decode_and_eval_take_several_workdirs(train_workdir, tmp_path):
                                "--output", str(tmp_path / "a.png")), "--workdir")
 
 
+@pytest.mark.slow  # trains two models through the CLI
 def test_models_of_different_vocabularies_are_one_clear_error(train_workdir, tmp_path):
     first = train_workdir("reverse", *SMALL)
     other = str(tmp_path / "other")

@@ -12,6 +12,8 @@ from t2t_jax.model import Transformer
 from t2t_jax.train import loop, step
 from t2t_jax.train.state import restore_params
 
+pytestmark = pytest.mark.slow  # every test trains (or starts training) a model
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

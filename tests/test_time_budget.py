@@ -47,6 +47,7 @@ def averaged_steps(workdir):
     return json.loads((averaged / "meta" / "metadata").read_text())["averaged_steps"]
 
 
+@pytest.mark.slow  # trains for a 10-second budget, several times
 @pytest.mark.parametrize("seconds_per_step", [0.05, 0.25])
 def test_slow_and_fast_machines_use_the_budget_and_end_annealed(monkeypatch, tmp_path, seconds_per_step):
     workdir = tmp_path / "w"
@@ -65,6 +66,7 @@ def test_slow_and_fast_machines_use_the_budget_and_end_annealed(monkeypatch, tmp
         assert mark <= checkpoint_seconds(workdir, step) < mark + seconds_per_step + 1.5, (j, step)
 
 
+@pytest.mark.slow  # trains for a 10-second budget, several times
 def test_a_step_clocked_cosine_on_a_slow_machine_stops_mid_decay(monkeypatch, tmp_path):
     """What the time clock is for: the same budget with the decay planned in steps leaves it half done."""
     config = timed_config(schedule_clock="steps", steps=80, average_last=0)
@@ -72,6 +74,7 @@ def test_a_step_clocked_cosine_on_a_slow_machine_stops_mid_decay(monkeypatch, tm
     assert lines[-1]["step"] < 45 and lines[-1]["learning_rate"] > 0.25 * PEAK, lines[-1]
 
 
+@pytest.mark.slow  # trains for a 10-second budget, several times
 def test_a_resumed_run_continues_the_schedule_of_the_training_time_so_far(monkeypatch, tmp_path):
     workdir = tmp_path / "w"
     first = train(monkeypatch, timed_config(steps=6, average_last=0), workdir, 0.25)
