@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from t2t_jax.errors import UserError
 
@@ -65,10 +65,26 @@ def _typed(name: str, value: Any, kind: type) -> Any:
 SCHEDULES = ("rsqrt", "constant", "cosine")
 
 
+class Section:
+    """A config section's dataclass: `from_config` reads a section into it (read_section) and checks it."""
+
+    PREFIX: ClassVar[str] = ""  # the section's name in errors: train, decode, data
+
+    @classmethod
+    def from_config(cls: type[Settings], section: Any) -> Settings:
+        settings = read_section(cls, section, cls.PREFIX)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raises UserError for values no run can use."""
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(Section):
     """The fields of `config.train`: the paper's recipe (section 5) by default."""
 
+    PREFIX: ClassVar[str] = "train"
     steps: int = 100_000
     schedule: str = "rsqrt"  # rsqrt (the paper) | constant | cosine
     schedule_clock: str = "steps"  # cosine: decay over train.steps, or "time": over train.max_seconds of training
@@ -95,12 +111,6 @@ class TrainSettings:
     average_window: float = 0.25  # schedule_clock "time": those checkpoints are spread over this end of the budget
     init_from: str = ""  # WORKDIR[:CHECKPOINT]: fine-tune from that trained model (t2t_jax/train/init_from.py)
 
-    @classmethod
-    def from_config(cls, section: Any) -> TrainSettings:
-        settings = read_section(cls, section, "train")
-        settings.check()
-        return settings
-
     def check(self) -> None:
         require_positive("train", self, ("steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"))
         require_not_negative("train", self, ("warmup_steps", "weight_decay", "grad_clip_norm", "tokens_per_update",
@@ -125,19 +135,14 @@ class TrainSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class DecodeSettings:
+class DecodeSettings(Section):
     """The fields of `config.decode`: beam search as in the paper (section 6.1)."""
 
+    PREFIX: ClassVar[str] = "decode"
     beam_size: int = 4
     alpha: float = 0.6  # length penalty ((5 + length) / 6) ** alpha
     max_extra_length: int = 50  # a translation has at most source length + this many tokens
     batch_tokens: int = 4096  # source tokens per decoding batch
-
-    @classmethod
-    def from_config(cls, section: Any) -> DecodeSettings:
-        settings = read_section(cls, section, "decode")
-        settings.check()
-        return settings
 
     def check(self) -> None:
         require_positive("decode", self, ("beam_size", "batch_tokens"))

@@ -7,10 +7,10 @@ them (`require_train`, `require_eval`). Wrong values raise `UserError` naming th
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import ClassVar
 
 from t2t_jax.errors import UserError
-from t2t_jax.settings import read_section, require_positive
+from t2t_jax.settings import Section, require_positive
 
 _POSITIVE = ("vocab_size", "vocab_sample_lines", "max_source_length", "max_target_length", "batch_tokens",
              "pack_length", "shuffle_buffer", "algorithmic_min_length", "algorithmic_max_length",
@@ -18,9 +18,10 @@ _POSITIVE = ("vocab_size", "vocab_sample_lines", "max_source_length", "max_targe
 
 
 @dataclasses.dataclass(frozen=True)
-class DataSettings:
+class DataSettings(Section):
     """The fields of `config.data`, with their defaults."""
 
+    PREFIX: ClassVar[str] = "data"
     train: str = ""
     eval: str = ""
     source_lang: str = "en"
@@ -41,13 +42,6 @@ class DataSettings:
     algorithmic_min_length: int = 1
     algorithmic_max_length: int = 20
     algorithmic_eval_examples: int = 1000
-
-    @classmethod
-    def from_config(cls, data_config: Any) -> DataSettings:
-        """Reads an ml_collections.ConfigDict (or any mapping / attribute object) with the fields above."""
-        settings = read_section(cls, data_config, "data")
-        settings.check()
-        return settings
 
     def check(self) -> None:
         """Raises UserError for values no pipeline can use."""
