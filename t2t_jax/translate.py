@@ -69,6 +69,11 @@ def _restore(
     return config, tokenizer, params, step
 
 
+def _per_layer(config: TransformerConfig, params: Any) -> Any:
+    """Parameters as decoding runs them: a scan_layers model's stacked layers unstacked."""
+    return unstack_layers(params) if config.scan_layers else params
+
+
 class BeamDecoder:
     """Beam search over batches of token ids with two compiled programs per shape (encode + cache, search).
 
@@ -154,7 +159,7 @@ class Translator:
 
     def set_params(self, params: Any) -> None:
         """Decode with these parameters from now on (as trained: stacked layers are unstacked here)."""
-        self.params = unstack_layers(params) if self.model_config.scan_layers else params
+        self.params = _per_layer(self.model_config, params)
 
     @classmethod
     def from_workdir(
@@ -186,7 +191,7 @@ class Translator:
                                 f"models must share one ({VOCAB_FILE} differs)")
             config, tokenizer, params, _ = _restore(workdir, checkpoint, overrides)
             member = model_config(config, tokenizer.vocab_size)
-            translator.others.append((member, unstack_layers(params) if member.scan_layers else params))
+            translator.others.append((member, _per_layer(member, params)))
         translator.decoder = translator._decoder(translator.beam_size, translator.alpha)
         return translator
 

@@ -28,7 +28,7 @@ from t2t_jax.train import checkpoint, init_from, step
 from t2t_jax.train.budget import TimeBudget
 from t2t_jax.train.optim import learning_rate_schedule
 from t2t_jax.train.reporting import Reporter, host_metrics
-from t2t_jax.train.state import abstract_train_state, training
+from t2t_jax.train.state import training
 from t2t_jax.train.stopping import SIGTERM, TIME_BUDGET, SigtermFlag, StopVote
 from t2t_jax.train.workdir_lock import WorkdirLock
 from t2t_jax.translate import Translator
@@ -78,6 +78,7 @@ class Trainer:
         self.schedule = learning_rate_schedule(self.settings, self.model_cfg.d_model)
         self.iterator = self._iterator(config.data.seed)
         self.checkpoints = checkpoint.Checkpoints(workdir, keep=self.settings.keep_checkpoints)
+        self.abstract = setup.abstract  # the state's shapes and shardings: a restore and averaging target
         restored = self.checkpoints.restore_latest(setup.abstract, self.iterator)
         if restored is None:
             self.state, _ = sharding.sharded_init(setup.init, self.mesh)
@@ -313,7 +314,6 @@ def _run(trainer: Trainer, sigterm: SigtermFlag) -> dict[str, Any]:
     trainer.checkpoints.wait()
     # a time budget ends the run as planned, SIGTERM only interrupts it; every process averages (sharded arrays)
     if settings.average_last > 0 and SIGTERM not in stopped_by:
-        abstract = abstract_train_state(trainer.config, trainer.tokenizer.vocab_size, trainer.mesh)
-        averaged_step, steps = checkpoint.average_checkpoints(trainer.workdir, settings.average_last, abstract)
+        averaged_step, steps = checkpoint.average_checkpoints(trainer.workdir, settings.average_last, trainer.abstract)
         reporter.say(f"averaged checkpoints {steps} into {trainer.workdir}/averaged/{averaged_step}")
     return last
