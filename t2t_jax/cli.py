@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 
 from t2t_jax import storage
-from t2t_jax.errors import HideFullDiskTracebacks, UserError, storage_full
+from t2t_jax.errors import HideFullDiskTracebacks, UserError, drop_late_callbacks, storage_full
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[tuple[str, str]]], None]] = {}
 
@@ -365,6 +365,7 @@ def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(HideFullDiskTracebacks())
+    sys.unraisablehook = drop_late_callbacks
     for noisy in ("absl", "jax", "orbax", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

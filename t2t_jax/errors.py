@@ -4,10 +4,13 @@ The CLI catches `UserError` and prints its message as one line on stderr with a 
 full disk (`storage_full`); anything else is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
 import errno
 import logging
 import os
 import re
+import sys
 
 
 class UserError(Exception):
@@ -46,3 +49,14 @@ class HideFullDiskTracebacks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and storage_full(record.exc_info[1]))
+
+
+def drop_late_callbacks(unraisable: sys.UnraisableHookArgs) -> None:
+    """sys.unraisablehook that drops one harmless library race: when a checkpoint write fails, orbax's event loop
+    closes while tensorstore's other writes are still finishing, and each of their completion callbacks raises
+    RuntimeError('Event loop is closed') into tensorstore's threads (a traceback per write, after the real error).
+    Anything else goes to Python's default hook."""
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return
+    sys.__unraisablehook__(unraisable)

@@ -136,3 +136,18 @@ def test_a_save_that_cannot_write_fails_the_run_and_the_last_checkpoint_stays(tm
     output = resume(workdir, 4)
     assert "training 2 -> 4" in output, output[-2000:]
     assert saved_steps(workdir)[-1] == 4
+
+
+def test_late_callbacks_of_a_closed_event_loop_are_dropped_and_other_unraisables_kept(monkeypatch):
+    """After a failed checkpoint write, tensorstore's remaining writes call back into orbax's closed event loop; the
+    CLI's unraisable hook drops those (one traceback per write, which broke the one-line error), nothing else."""
+    from types import SimpleNamespace
+
+    from t2t_jax.errors import drop_late_callbacks
+
+    passed_on = []
+    monkeypatch.setattr(sys, "__unraisablehook__", passed_on.append)
+    late, other = (SimpleNamespace(exc_value=RuntimeError(message)) for message in ("Event loop is closed", "a bug"))
+    drop_late_callbacks(late)
+    drop_late_callbacks(other)
+    assert passed_on == [other]
