@@ -30,15 +30,24 @@ def encode_with_eos(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def tokenize_groups(
-    pairs: tf.data.Dataset, tokenizer: Tokenizer, *, max_source_length: int, max_target_length: int
+    pairs: tf.data.Dataset, tokenizer: Tokenizer, *, max_source_length: int, max_target_length: int,
+    one_sided: bool = False, truncate_sources: bool = False,
 ) -> tf.data.Dataset:
     """(source, target) tf.string pairs -> non-empty groups of examples (see module docstring), in order,
-    without the pairs that have an empty (or blank) side or do not fit the maximum lengths (EOS included)."""
+    without the pairs that have an empty (or blank) side or do not fit the maximum lengths (EOS included).
+    `one_sided`: targets only (a language model's text), the inputs are empty. `truncate_sources`: a source
+    longer than max_source_length is cut to fit (its first tokens and EOS, as T2T's summarization problems do)
+    instead of dropping the pair."""
 
     def encode_lines(sources: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, ...]:
-        source_ids = encode_with_eos(tokenizer, _decode(sources))
         target_ids = encode_with_eos(tokenizer, _decode(targets))
-        keep = [_is_kept(source, target, max_source_length, max_target_length) for source, target in
+        if one_sided:
+            source_ids = [[] for _ in target_ids]
+        else:
+            source_ids = encode_with_eos(tokenizer, _decode(sources))
+            if truncate_sources:
+                source_ids = [_cut(ids, max_source_length) for ids in source_ids]
+        keep = [_is_kept(source, target, max_source_length, max_target_length, one_sided) for source, target in
                 zip(source_ids, target_ids, strict=True)]
         return (*_padded(itertools.compress(source_ids, keep)), *_padded(itertools.compress(target_ids, keep)))
 
@@ -67,23 +76,32 @@ def truncate(sequences: list[list[int]], max_length: int, what: str) -> list[lis
     if cut:
         _log.warning("truncated %d of %d eval %s longer than %d tokens (EOS included)", cut, len(sequences), what,
                      max_length)
-    return [ids if len(ids) <= max_length else ids[: max_length - 1] + [Tokenizer.EOS_ID] for ids in sequences]
+    return [_cut(ids, max_length) for ids in sequences]
+
+
+def _cut(ids: list[int], max_length: int) -> list[int]:
+    """ids (ending in EOS) cut to at most max_length: the first max_length - 1 and EOS."""
+    return ids if len(ids) <= max_length else ids[: max_length - 1] + [Tokenizer.EOS_ID]
 
 
 def _decode(lines: np.ndarray) -> list[str]:
     return [line.decode("utf-8", "replace") for line in lines]
 
 
-def _is_kept(source: list[int], target: list[int], max_source_length: int, max_target_length: int) -> bool:
-    """Both sides non-empty (more than the EOS) and within the maxima."""
-    return 1 < len(source) <= max_source_length and 1 < len(target) <= max_target_length
+def _is_kept(
+    source: list[int], target: list[int], max_source_length: int, max_target_length: int, one_sided: bool = False
+) -> bool:
+    """Both sides non-empty (more than the EOS; one-sided data: the target) and within the maxima."""
+    source_kept = one_sided or 1 < len(source) <= max_source_length
+    return source_kept and 1 < len(target) <= max_target_length
 
 
 def _padded(sequences: Iterable[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Ragged ids -> (ids [n, longest] 0-padded, lengths [n]), both int32."""
+    """Ragged ids -> (ids [n, max(longest, 1)] 0-padded, lengths [n]), both int32. At least one column: tf.data
+    crashes (a segfault) on the zero-width rows of one-sided data's empty inputs."""
     sequences = list(sequences)
     lengths = np.fromiter(map(len, sequences), np.int32, len(sequences))  # [n]
-    padded = np.zeros([len(sequences), lengths.max(initial=0)], np.int32)  # [n, longest]
+    padded = np.zeros([len(sequences), max(lengths.max(initial=0), 1)], np.int32)  # [n, longest]
     padded[np.arange(padded.shape[1]) < lengths[:, None]] = np.fromiter(
         itertools.chain.from_iterable(sequences), np.int32, int(lengths.sum()))
     return padded, lengths

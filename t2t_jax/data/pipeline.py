@@ -25,7 +25,7 @@ import tensorflow as tf
 from t2t_jax.data import batching, examples, packing, sources
 from t2t_jax.data.settings import DataSettings
 from t2t_jax.data.tokenizer import Tokenizer
-from t2t_jax.data.uris import AlgorithmicUri, SourceUri, TfdsUri, parse_mixture
+from t2t_jax.data.uris import AlgorithmicUri, SourceUri, TfdsUri, one_sided, parse_mixture
 from t2t_jax.data.vocabulary import build_vocabulary
 from t2t_jax.errors import UserError
 
@@ -162,7 +162,9 @@ def _train_examples(
     if not generated:
         pairs = pairs.shuffle(settings.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     max_source, max_target = _max_lengths(settings)
-    groups = examples.tokenize_groups(pairs, tokenizer, max_source_length=max_source, max_target_length=max_target)
+    groups = examples.tokenize_groups(pairs, tokenizer, max_source_length=max_source, max_target_length=max_target,
+                                      one_sided=one_sided(uri, settings.source_lang),
+                                      truncate_sources=settings.truncate_sources)
     return (groups if generated else groups.repeat()).unbatch()  # an epoch with no example ends the repeat
 
 

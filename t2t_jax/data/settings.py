@@ -33,6 +33,7 @@ class DataSettings(Section):
     vocab_sample_lines: int = 1_000_000
     max_source_length: int = 256
     max_target_length: int = 256
+    truncate_sources: bool = False  # cut longer training sources to max_source_length instead of skipping them
     batch_tokens: int = 4096
     batch_size: int = 0
     packing: bool = False

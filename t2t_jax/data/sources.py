@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from t2t_jax.data import algorithmic, textfiles
 from t2t_jax.data.settings import DataSettings
-from t2t_jax.data.uris import AlgorithmicUri, SourceUri, TextUri, TfdsUri, TsvUri
+from t2t_jax.data.uris import AlgorithmicUri, SourceUri, TextUri, TfdsUri, TsvUri, one_sided
 from t2t_jax.errors import UserError, one_line
 
 if TYPE_CHECKING:
@@ -77,13 +77,16 @@ def check_train_files(uri: SourceUri) -> None:
         return
     stats = textfiles.check_files(uri)
     if stats.empty_pairs == stats.pairs:
-        raise UserError(f"training data {_describe(uri)} has no line pair with both sides non-empty")
+        what = "non-empty line" if one_sided(uri, "") else "line pair with both sides non-empty"
+        raise UserError(f"training data {_describe(uri)} has no {what}")
     if stats.empty_pairs:
         _log.warning("skipping %d of %d training line pairs of %s with an empty side", stats.empty_pairs,
                      stats.pairs, _describe(uri))
 
 
 def _file_dataset(uri: TextUri | TsvUri) -> tf.data.Dataset:
+    if isinstance(uri, TextUri) and not uri.source_path:
+        return tf.data.TextLineDataset(uri.target_path).map(lambda line: (tf.constant(""), line))
     if isinstance(uri, TextUri):
         return tf.data.Dataset.zip(tf.data.TextLineDataset(uri.source_path), tf.data.TextLineDataset(uri.target_path))
     return tf.data.TextLineDataset(uri.path).map(_split_tsv_line)
@@ -106,8 +109,11 @@ def _tfds_dataset(
     read_config = tfds.ReadConfig(try_autocache=False, shuffle_seed=seed, shuffle_reshuffle_each_iteration=True)
     dataset = builder.as_dataset(split=split, shuffle_files=role == TRAIN, read_config=read_config)
     source_lang, target_lang = settings.source_lang, settings.target_lang
-    return dataset.map(lambda features: (features[source_lang], features[target_lang]),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def pair(features: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        return (features[source_lang] if source_lang else tf.constant("")), features[target_lang]
+
+    return dataset.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def prepare_tfds(uri: TfdsUri, settings: DataSettings) -> bool:
@@ -132,7 +138,7 @@ def _tfds_builder(
         raise UserError(f"unknown TFDS dataset {uri.name!r}: {one_line(error)}") from None
     features = set(builder.info.features.keys())
     for field, lang in (("source_lang", settings.source_lang), ("target_lang", settings.target_lang)):
-        if lang not in features:
+        if lang not in features and (lang or field == "target_lang"):  # source_lang '': one-sided data
             raise UserError(f"data.{field}={lang!r} is not a feature of TFDS {uri.name} "
                             f"(it has: {', '.join(sorted(features))})")
     if prepare and not builder.is_prepared():
@@ -171,7 +177,7 @@ def _python_pairs(dataset: tf.data.Dataset) -> Iterator[tuple[str, str]]:
 
 def _describe(uri: SourceUri) -> str:
     if isinstance(uri, TextUri):
-        return f"text:{uri.source_path},{uri.target_path}"
+        return f"text:{uri.source_path},{uri.target_path}" if uri.source_path else f"text:{uri.target_path}"
     if isinstance(uri, TsvUri):
         return f"tsv:{uri.path}"
     return str(uri)

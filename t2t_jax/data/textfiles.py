@@ -24,6 +24,8 @@ class FileStats:
 def read_pairs(uri: TextUri | TsvUri) -> Iterator[tuple[str, str]]:
     """Yields every (source, target) line pair, empty ones included."""
     if isinstance(uri, TextUri):
+        if not uri.source_path:
+            return (("", line) for line in _lines(uri.target_path))
         return _text_pairs(uri.source_path, uri.target_path)
     return _tsv_pairs(uri.path)
 
@@ -31,14 +33,16 @@ def read_pairs(uri: TextUri | TsvUri) -> Iterator[tuple[str, str]]:
 def check_files(uri: TextUri | TsvUri) -> FileStats:
     """Reads the files once: raises UserError for any problem, else counts pairs and empty pairs."""
     pairs = empty = 0
+    one_sided = isinstance(uri, TextUri) and not uri.source_path
     for source, target in read_pairs(uri):
         pairs += 1
-        empty += is_empty_pair(source, target)
+        empty += is_empty_pair(source, target, one_sided)
     return FileStats(pairs, empty)
 
 
-def is_empty_pair(source: str, target: str) -> bool:
-    return not source.strip() or not target.strip()
+def is_empty_pair(source: str, target: str, one_sided: bool = False) -> bool:
+    """Whether training skips the pair: an empty side (one-sided data has only a target)."""
+    return not target.strip() or (not one_sided and not source.strip())
 
 
 def open_binary(path: str) -> BinaryIO:

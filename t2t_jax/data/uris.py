@@ -1,12 +1,16 @@
 """Parsing of the data URIs in `config.data.train` / `config.data.eval`.
 
 Syntax:
-  tfds:NAME/CONFIG[:VERSION][?split=SPLIT]  a TensorFlow Datasets translation dataset, e.g.
+  tfds:NAME/CONFIG[:VERSION][?split=SPLIT]  a TensorFlow Datasets dataset, e.g.
                                            `tfds:wmt14_translate/de-en`, `tfds:wmt_t2t_translate/de-en?split=test`;
-                                           `data.source_lang` / `data.target_lang` pick its features; SPLIT is any
+                                           `data.source_lang` / `data.target_lang` pick its features
+                                           (source_lang '' for one-sided data such as `tfds:lm1b`, whose
+                                           feature is 'text'); SPLIT is any
                                            TFDS split string (`train[:10%]`); default train for training,
                                            validation for eval.
   text:SRC_PATH,TGT_PATH                   two line-aligned UTF-8 files.
+  text:PATH                                one UTF-8 file, one example per line, with no source side: a
+                                           decoder-only language model's data (model.kind=decoder_only).
   tsv:PATH                                 one UTF-8 file, `source<TAB>target` per line.
   algorithmic:TASK                         generated task: copy, reverse, sort or addition.
 Training may mix sources: `URI@WEIGHT;URI@WEIGHT` (WEIGHT a positive number, default 1), sampled in proportion
@@ -32,7 +36,7 @@ class TfdsUri:
 
 @dataclasses.dataclass(frozen=True)
 class TextUri:
-    source_path: str
+    source_path: str  # '' for one-sided data (text:PATH)
     target_path: str
 
 
@@ -103,9 +107,19 @@ def _parse_tfds(uri: str, rest: str) -> TfdsUri:
 
 def _parse_text(uri: str, rest: str) -> TextUri:
     paths = [path.strip() for path in rest.split(",")]
-    if len(paths) != 2 or not all(paths):
-        raise UserError(f"data URI {uri!r}: expected text:SRC_PATH,TGT_PATH (two paths, one comma)")
+    if len(paths) > 2 or not all(paths):
+        raise UserError(f"data URI {uri!r}: expected text:SRC_PATH,TGT_PATH (two paths, one comma) or text:PATH "
+                        "(one-sided)")
+    if len(paths) == 1:
+        return TextUri("", _expand(paths[0]))
     return TextUri(_expand(paths[0]), _expand(paths[1]))
+
+
+def one_sided(uri: SourceUri, source_lang: str) -> bool:
+    """Whether a source has targets only (a language model's text): text:PATH, or TFDS with no source feature."""
+    if isinstance(uri, TextUri):
+        return not uri.source_path
+    return isinstance(uri, TfdsUri) and not source_lang
 
 
 def _expand(path: str) -> str:

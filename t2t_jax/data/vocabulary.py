@@ -56,7 +56,8 @@ def build_vocabulary(
 
 
 def sample_lines(pairs: Iterable[tuple[str, str]], num_lines: int, seed: int) -> list[str]:
-    """Both sides of a uniform random sample of ceil(num_lines / 2) non-empty pairs (reservoir sampling)."""
+    """Both sides of a uniform random sample of ceil(num_lines / 2) pairs with a non-empty target and a non-empty
+    or no source (one-sided data's source is ''), by reservoir sampling; empty lines left out."""
     capacity = math.ceil(num_lines / 2)
     rng = np.random.default_rng(seed)
     reservoir: list[tuple[str, str]] = []
@@ -67,7 +68,7 @@ def sample_lines(pairs: Iterable[tuple[str, str]], num_lines: int, seed: int) ->
         slot = int(rng.integers(0, seen + 1))
         if slot < capacity:
             reservoir[slot] = pair
-    return [line for pair in reservoir for line in pair]
+    return [line for pair in reservoir for line in pair if line]
 
 
 def _create(settings: DataSettings, uris: list[SourceUri], algorithmic: bool, path: str) -> None:
@@ -129,7 +130,7 @@ def _wait_for(path: str, process_index: int, timeout_s: float) -> None:
 
 
 def _non_empty(pairs: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
-    return (pair for pair in pairs if pair[0].strip() and pair[1].strip())
+    return (pair for pair in pairs if (pair[0].strip() or not pair[0]) and pair[1].strip())
 
 
 def _read(path: str) -> bytes:
