@@ -193,7 +193,7 @@ def run_decode(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> No
 
 @command
 def run_eval(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
-    from t2t_jax.evaluate import score
+    from t2t_jax.evaluate import report
 
     writer = _on_every_host()
     sources, references = _read_on_every_host(args.source, args.reference)
@@ -205,7 +205,7 @@ def run_eval(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None
         return
     if args.output:
         write_lines(args.output, hypotheses)
-    for line in score(hypotheses, references, translator.config.data.target_lang).lines():
+    for line in report(hypotheses, references, translator.config):  # decode.metric: BLEU or ROUGE
         print(line)
 
 

@@ -63,6 +63,7 @@ def _typed(name: str, value: Any, kind: type) -> Any:
 
 
 SCHEDULES = ("rsqrt", "constant", "cosine")
+METRICS = ("bleu", "rouge")
 
 
 class Section:
@@ -143,7 +144,10 @@ class DecodeSettings(Section):
     alpha: float = 0.6  # length penalty ((5 + length) / 6) ** alpha
     max_extra_length: int = 50  # a translation has at most source length + this many tokens
     batch_tokens: int = 4096  # source tokens per decoding batch
+    metric: str = "bleu"  # what `t2t-jax eval` reports: bleu (sacreBLEU, chrF) | rouge (ROUGE-1/2/L, summaries)
 
     def check(self) -> None:
         require_positive("decode", self, ("beam_size", "batch_tokens"))
         require_not_negative("decode", self, ("alpha", "max_extra_length"))
+        if self.metric not in METRICS:
+            raise UserError(f"decode.metric must be bleu or rouge, got {self.metric!r}")

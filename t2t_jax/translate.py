@@ -39,7 +39,7 @@ from t2t_jax.model.inference import (
     reorder_ensemble_cache,
     unstack_layers,
 )
-from t2t_jax.settings import DecodeSettings
+from t2t_jax.settings import DecodeSettings, defaults
 from t2t_jax.train.state import restore_params_and_step
 
 if TYPE_CHECKING:
@@ -54,6 +54,9 @@ def _restore(
     """The config (with decode overrides), vocabulary, parameters and step of a workdir's checkpoint, the
     parameters whole on every host."""
     config = load_workdir_config(workdir)
+    for name, value in defaults(DecodeSettings).items():  # a workdir trained before this decode field existed
+        if name not in config.decode:
+            config.decode[name] = value
     for key, text in overrides:
         if not key.startswith("decode."):
             raise UserError(f"config.{key}: only the decode settings of a trained model can be changed")
