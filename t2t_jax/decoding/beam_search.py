@@ -60,6 +60,11 @@ def gather_beams(tree: Any, beam_indices: Array) -> Any:
     return jax.tree_util.tree_map(gather, tree)
 
 
+def start_tokens(start_id: int | Array, batch: int) -> Array:
+    """The first step's previous token of every item [batch]: one id for all, or one per item."""
+    return jnp.broadcast_to(jnp.asarray(start_id, jnp.int32), (batch,))
+
+
 def _take(values: Array, indices: Array) -> Array:
     """values [batch, n, ...], indices [batch, k] -> [batch, k, ...]."""
     return jnp.take_along_axis(values, indices.reshape(indices.shape + (1,) * (values.ndim - 2)), axis=1)
@@ -74,7 +79,7 @@ def beam_search(
     beam_size: int = 4,
     alpha: float = 0.6,
     eos_id: int = 1,
-    start_id: int = 0,
+    start_id: int | Array = 0,
     reorder_cache: Callable[[Cache, Array], Cache] | None = None,
 ) -> BeamSearchResult:
     """Beam search for a batch.
@@ -86,8 +91,11 @@ def beam_search(
     max_lengths [batch]: each item's longest output (e.g. source length + 50), at most `max_length`, the
     static buffer size. A hypothesis that reaches its item's limit is ended there with EOS.
     Stops once every item has `beam_size` finished hypotheses, none of which a live one can still beat.
+    start_id: the first step's previous token, for all items or per item [batch] (e.g. each prompt's last token
+    after a language model's prefill).
     """
     batch = max_lengths.shape[0]
+    start = start_tokens(start_id, batch)[:, None]  # [batch, 1]
     max_lengths = jnp.minimum(max_lengths, max_length)
     tokens = jnp.zeros((batch, beam_size, max_length), jnp.int32)
     state = _State(
@@ -107,7 +115,7 @@ def beam_search(
 
     def step(state: _State) -> _State:
         previous = jnp.where(
-            state.length == 0, start_id,
+            state.length == 0, start,
             jax.lax.dynamic_index_in_dim(state.live_tokens, state.length - 1, axis=2, keepdims=False),
         )  # [batch, beam]
         logits, cache = tokens_to_logits(previous.reshape(batch * beam_size, 1), state.cache)

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from t2t_jax.decoding.beam_search import NEG_INF, TokensToLogits
+from t2t_jax.decoding.beam_search import NEG_INF, TokensToLogits, start_tokens
 
 Array = jax.Array
 
@@ -53,10 +53,12 @@ def sample(
     top_k: int = 0,
     top_p: float = 1.0,
     eos_id: int = 1,
-    start_id: int = 0,
+    start_id: int | Array = 0,
 ) -> SampleResult:
-    """Ancestral sampling; temperature 0 is greedy (argmax). Stops when every item has emitted EOS."""
+    """Ancestral sampling; temperature 0 is greedy (argmax). Stops when every item has emitted EOS.
+    start_id: the first step's previous token, for all items or per item [batch] (a prompt's last token)."""
     batch = max_lengths.shape[0]
+    start = start_tokens(start_id, batch)
     max_lengths = jnp.minimum(max_lengths, max_length)
     state = _State(
         length=jnp.zeros((), jnp.int32),
@@ -72,7 +74,7 @@ def sample(
 
     def step(state: _State) -> _State:
         previous = jnp.where(
-            state.length == 0, start_id,
+            state.length == 0, start,
             jax.lax.dynamic_index_in_dim(state.tokens, state.length - 1, axis=1, keepdims=False),
         )
         logits, cache = tokens_to_logits(previous[:, None], state.cache)

@@ -172,6 +172,7 @@ class MultiHeadAttention(nn.Module):
         deterministic: bool,
         decode_index: Array | None = None,  # scalar step index when config.decode
         positions: Array | None = None,  # [batch, q_length] int, for relative self-attention (None: 0, 1, ...)
+        prefill: bool = False,  # config.decode: this call brings a prompt of q_length tokens per item
     ) -> Array:
         cfg = self.config
         query_proj = Projection(cfg, cfg.key_size, name="query")
@@ -181,7 +182,7 @@ class MultiHeadAttention(nn.Module):
         query = query_proj(inputs_q)  # [batch, heads, q_length, key_size]
         if cfg.decode:
             attended = self._decode_step(
-                query, key_proj, value_proj, inputs_q, inputs_kv, mask, decode_index, tables
+                query, key_proj, value_proj, inputs_q, inputs_kv, mask, decode_index, tables, prefill
             )
         else:
             kv_inputs = inputs_q if inputs_kv is None else inputs_kv
@@ -253,28 +254,35 @@ class MultiHeadAttention(nn.Module):
         mask: Array,  # self: [items, 1, beams, beams * max_length]; cross: [items, 1, 1, source_length]
         decode_index: Array | None,
         tables: tuple[Array, Array] | None,  # relative self-attention's a^K, a^V
-    ) -> Array:  # [items * beams, heads, 1, value_size]
-        """One decoding step for all beams of all items, on the keys and values of model/cache.py.
+        prefill: bool,
+    ) -> Array:  # [items * beams, heads, 1, value_size]; a prefill's [items, heads, P, value_size]
+        """One decoding step for all beams of all items (or a prefill of P prompt tokens per item), on the keys
+        and values of model/cache.py.
 
-        Queries are grouped per item, [items, heads, beams, key_size], so each item's beams attend in one
+        Queries are grouped per item, [items, heads, beams or P, key_size], so each item's queries attend in one
         matrix product to keys stored once per item: the encoder's, or every beam's self-attention slots.
-        With relative positions every query is at position `decode_index`, every key at its slot's position.
+        With relative positions every step's query is at slot position `decode_index` (a prefill's at
+        decode_index + 0..P-1), every key at its slot's position.
         """
         if self.self_attention:
             key, value, primed = cache.self_attention_slots(
-                self, key_proj(inputs_q), value_proj(inputs_q), mask, decode_index
+                self, key_proj(inputs_q), value_proj(inputs_q), mask, decode_index, prefill
             )
         else:
             key, value, primed = cache.cross_attention_keys(self, key_proj, value_proj, inputs_kv)
         if not primed:  # the call that creates the cache; its output is never used
             return jnp.zeros(query.shape[:-1] + (self.config.value_size,), query.dtype)
         items, heads = key.shape[:2]
-        beams = query.shape[0] // items
+        beams = query.shape[0] // items  # a prefill: 1 (its P queries of an item are one sequence's)
         relative = None
         if tables is not None:
-            slot_positions = cache.slot_positions(mask.shape[3], beams)[None]  # [1, slots]
-            relative = RelativePositions(*tables, query_positions=jnp.reshape(decode_index, (1, 1)),
-                                         key_positions=slot_positions)
+            # a prefill attends to beam 0's slots only, whose positions are their indices
+            slot_positions = cache.slot_positions(mask.shape[3], 1 if prefill else beams)[None]  # [1, slots]
+            query_at = decode_index + jnp.arange(query.shape[2])[None]  # [1, 1 or P]
+            relative = RelativePositions(*tables, query_positions=query_at, key_positions=slot_positions)
+        if prefill:  # [items, heads, P, key_size] already
+            return self._attend(query, key, value, mask, deterministic=True, key_transposed=self.self_attention,
+                                relative=relative)
         grouped = query.reshape(items, beams, heads, -1).transpose(0, 2, 1, 3)  # [items, heads, beams, key_size]
         attended = self._attend(  # [items, heads, beams, value_size]
             grouped, key, value, mask, deterministic=True, key_transposed=self.self_attention, relative=relative

@@ -16,6 +16,7 @@ Sharing = Literal["none", "target", "all"]
 PositionEncoding = Literal["sinusoidal", "learned", "relative"]
 AttentionImplementation = Literal["plain", "dot_product"]
 Remat = Literal["none", "full", "dots"]
+Kind = Literal["encoder_decoder", "decoder_only"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,10 +37,13 @@ class TransformerConfig:
     'relative': no absolute positions; every self-attention layer learns embeddings of the clipped relative
     distance j - i in [-max_relative_position, max_relative_position] for its keys and values (Shaw et al. 2018,
     T2T's transformer_relative: dot_product_relative attention, pos="none"; model/attention.py).
+    kind: 'encoder_decoder' (`Transformer`) or 'decoder_only' (`TransformerLM`, a language model: the decoder
+    without encoder-decoder attention; num_encoder_layers is unused).
     """
 
     vocab_size: int
     target_vocab_size: int | None = None
+    kind: Kind = "encoder_decoder"
     d_model: int = 512
     d_ff: int = 2048
     num_heads: int = 8
@@ -68,6 +72,8 @@ class TransformerConfig:
     attention_implementation: AttentionImplementation = "plain"
 
     def __post_init__(self) -> None:
+        if self.kind not in ("encoder_decoder", "decoder_only"):
+            raise ValueError(f"kind must be encoder_decoder|decoder_only, got {self.kind!r}")
         if self.share_embeddings not in ("none", "target", "all"):
             raise ValueError(f"share_embeddings must be none|target|all, got {self.share_embeddings!r}")
         if self.norm_placement not in ("post", "pre"):

@@ -8,18 +8,24 @@
 The cache's layout and its reordering (`reorder_cache`) are in model/cache.py. An ensemble decodes with
 `ensemble_step_fn` over a tuple of caches, reordered by `reorder_ensemble_cache`.
 
-A decoder-only TransformerLM decodes the same way without the encoder (greedy or sampling, from token 0):
-    result = sample(lm_step_fn(config, params), init_lm_cache(config, params, batch, max_length),
-                    max_lengths, rng, max_length=max_length, temperature=0.8, top_p=0.9)
+A decoder-only TransformerLM decodes the same way without the encoder, its prompts (token ids) read in one
+forward pass first (prefill):
+    prompt = lm_prompts(prompt_ids)                                  # left-padded [items, P] arrays
+    cache = init_lm_cache(config, params, items, prompt.length + new_tokens, beam_size)
+    cache = prefill_lm(config, params, cache, prompt)[1]             # skip when prompt.length == 0
+    result = sample(lm_step_fn(config, params), cache, max_lengths, rng, max_length=new_tokens,
+                    temperature=0.8, top_p=0.9, start_id=prompt.last_tokens)
+    (or beam_search(..., start_id=prompt.last_tokens, reorder_cache=reorder_cache) with beam_size beams)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 from flax import traverse_util
 
@@ -91,13 +97,58 @@ def reorder_ensemble_cache(caches: tuple[Cache, ...], parents: Array) -> tuple[C
     return tuple(reorder_cache(cache, parents) for cache in caches)
 
 
-def init_lm_cache(config: TransformerConfig, params: Any, batch_size: int, max_length: int) -> Cache:
+def init_lm_cache(
+    config: TransformerConfig, params: Any, batch_size: int, max_length: int, beam_size: int = 1
+) -> Cache:
     """A decoder-only TransformerLM's cache: empty self-attention slots for `batch_size` sequences of up to
-    `max_length` tokens, for greedy decoding and sampling (one hypothesis per sequence)."""
+    `max_length` tokens (prompt included), each with `beam_size` hypotheses (1 for greedy decoding and
+    sampling)."""
     model = TransformerLM(_stepwise(config))
-    placeholder = jnp.zeros((batch_size, max_length), jnp.int32)
-    _, variables = model.apply({"params": params}, placeholder, deterministic=True, mutable=["cache"])
+    placeholder = jnp.zeros((batch_size * beam_size, max_length), jnp.int32)
+    _, variables = model.apply(
+        {"params": params}, placeholder, deterministic=True, items=batch_size, mutable=["cache"]
+    )
     return variables["cache"]
+
+
+class Prompts(NamedTuple):
+    """A batch of prompts as a language model's prefill takes them (`lm_prompts`)."""
+
+    inputs: np.ndarray  # [items, P] int32: the decoder's inputs, 0 (start) and each prompt but its last token,
+    #                     left-padded with 0 to the longest
+    positions: np.ndarray  # [items, P] int32: each input's position in its sequence, -1 at padding
+    last_tokens: np.ndarray  # [items] int32: each prompt's last token (0 for an empty prompt), the first step's
+
+    @property
+    def length(self) -> int:
+        return self.inputs.shape[1]
+
+
+def lm_prompts(prompts: Sequence[Sequence[int]]) -> Prompts:
+    """Token ids of each prompt (no EOS) -> the left-padded prefill arrays and each prompt's last token. The
+    decoder reads token t - 1 at position t (0 at position 0), so a prompt of n tokens is n inputs."""
+    length = max((len(ids) for ids in prompts), default=0)
+    inputs = np.zeros((len(prompts), length), np.int32)
+    positions = np.full((len(prompts), length), -1, np.int32)
+    last = np.zeros(len(prompts), np.int32)
+    for row, ids in enumerate(prompts):
+        shifted = [0, *ids]  # [n + 1]
+        if ids:
+            inputs[row, length - len(ids):] = shifted[:-1]
+            positions[row, length - len(ids):] = np.arange(len(ids))
+        last[row] = shifted[-1]
+    return Prompts(inputs, positions, last)
+
+
+def prefill_lm(config: TransformerConfig, params: Any, cache: Cache, prompts: Prompts) -> tuple[Array, Cache]:
+    """Reads every prompt into `cache` (from `init_lm_cache`, before any step) in one forward pass:
+    (float32 logits [items, P, V] at each prompt input, the cache). Then the first step takes prompts.last_tokens."""
+    model = TransformerLM(_stepwise(config))
+    logits, variables = model.apply(
+        {"params": params, "cache": cache}, jnp.asarray(prompts.inputs), None, jnp.asarray(prompts.positions),
+        deterministic=True, mutable=["cache"],
+    )
+    return logits, variables["cache"]
 
 
 def lm_step_fn(config: TransformerConfig, params: Any) -> StepFn:

@@ -75,17 +75,18 @@ class DecoderLayer(nn.Module):
         cross_mask: Array | None,  # [B, 1, T, S]
         positions: Array | None = None,  # [B, T] (relative self-attention; None: 0, 1, ...)
         decode_index: Array | None = None,
+        prefill: bool = False,  # config.decode: T prompt tokens per item at once (model/cache.py)
     ) -> Array:
         cfg, det = self.config, self.deterministic
         residual = Residual(cfg, det, name="self_attention_residual")
         attended = MultiHeadAttention(cfg, name="self_attention")(
-            residual.sublayer_input(hidden), None, self_mask, det, decode_index, positions
+            residual.sublayer_input(hidden), None, self_mask, det, decode_index, positions, prefill
         )
         hidden = residual(hidden, attended)
         if self.cross_attention:
             residual = Residual(cfg, det, name="cross_attention_residual")
             attended = MultiHeadAttention(cfg, self_attention=False, name="cross_attention")(
-                residual.sublayer_input(hidden), encoded, cross_mask, det
+                residual.sublayer_input(hidden), encoded, cross_mask, det, prefill=prefill
             )
             hidden = residual(hidden, attended)
         residual = Residual(cfg, det, name="feed_forward_residual")
@@ -148,7 +149,9 @@ class Decoder(nn.Module):
     """Shifted target embeddings + positions + N decoder layers (+ final norm) + pre-softmax projection.
 
     With config.decode the decoder takes one token per call [B, 1] and keeps its state in the 'cache'
-    collection (model/cache.py), created by a first call with full-length targets (see `init_cache`).
+    collection (model/cache.py), created by a first call with full-length targets (see `init_cache`); a call
+    with `targets_positions` is a prefill of a prompt [items, P] (model/cache.py), and `items` (a decoder-only
+    model's number of sequences, each with B / items beams) is read when the cache is created.
     """
 
     config: TransformerConfig
@@ -166,11 +169,15 @@ class Decoder(nn.Module):
         targets_segmentation: Array | None,
         targets_positions: Array | None,
         deterministic: bool,
+        items: int | None = None,
     ) -> Array:  # float32 [B, T, V]
         cfg = self.config
+        prefill = cfg.decode and targets_positions is not None
         if cfg.decode:
-            self_mask, cross_mask, decode_index = cache.step_state(self, inputs, targets)
-            decoder_inputs, positions = targets, jnp.full(targets.shape, decode_index)
+            self_mask, cross_mask, decode_index, positions = cache.step_state(
+                self, inputs, targets, targets_positions, items
+            )
+            decoder_inputs = targets
         else:
             decoder_inputs = shift_right(targets, targets_segmentation)
             positions = default_positions(targets) if targets_positions is None else targets_positions
@@ -186,7 +193,7 @@ class Decoder(nn.Module):
             hidden = hidden + PositionEncoding(cfg, name="position_encoding")(positions)
         hidden = Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
         fields = {"deterministic": deterministic, "cross_attention": self.cross_attention}
-        step_args = (decode_index,) if cfg.decode else ()
+        step_args = (decode_index, prefill) if cfg.decode else ()
         hidden = _stack(
             DecoderLayer, fields, cfg, cfg.num_decoder_layers, hidden, encoded, self_mask, cross_mask, positions,
             *step_args,
@@ -285,7 +292,14 @@ class TransformerLM(nn.Module):
         targets_segmentation: Array | None = None,
         targets_positions: Array | None = None,
         deterministic: bool | None = None,
+        items: int | None = None,  # decoding: the sequences of the cache being created (B / items beams each)
     ) -> Array:  # float32 [B, T, V]
         return self.decoder(
-            None, None, targets, None, targets_segmentation, targets_positions, _deterministic(self, deterministic)
+            None, None, targets, None, targets_segmentation, targets_positions, _deterministic(self, deterministic),
+            items,
         )
+
+
+def build_model(config: TransformerConfig) -> Transformer | TransformerLM:
+    """The model of config.kind: the encoder-decoder `Transformer` or the decoder-only `TransformerLM`."""
+    return TransformerLM(config) if config.kind == "decoder_only" else Transformer(config)
