@@ -6,7 +6,7 @@
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Translator", "__version__"]
+__all__ = ["Generator", "Translator", "__version__"]
 
 
 def __getattr__(name: str) -> Any:  # lazy, so `import t2t_jax.model` stays light
@@ -14,4 +14,8 @@ def __getattr__(name: str) -> Any:  # lazy, so `import t2t_jax.model` stays ligh
         from t2t_jax.translate import Translator
 
         return Translator
+    if name == "Generator":
+        from t2t_jax.generate import Generator
+
+        return Generator
     raise AttributeError(f"module 't2t_jax' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The `t2t-jax` command: train, decode, eval, average, attention, serve, export, bench, plan.
+"""The `t2t-jax` command: train, decode, eval, generate, average, attention, serve, export, bench, plan.
 
 Mistakes a user can make end with one line on stderr ("error: ...") and exit status 2.
 """
@@ -48,6 +48,22 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--source", required=True)
     evaluate.add_argument("--reference", required=True)
     evaluate.add_argument("--output", default="", help="also write the translations here")
+
+    generate = sub.add_parser("generate", help="continue prompts with a language model (model.kind=decoder_only)")
+    generate.add_argument("--workdir", required=True)
+    generate.add_argument("--checkpoint", default="latest", help="latest | best | averaged | a step number")
+    generate.add_argument("--prompt", default=None, help="one prompt ('' for none); default: lines of --input")
+    generate.add_argument("--input", default="-", help="one prompt per line (stdin by default)")
+    generate.add_argument("--output", default="-")
+    generate.add_argument("--max_length", type=int, default=64, help="new tokens at most")
+    generate.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
+    generate.add_argument("--top_k", type=int, default=0, help="sample from the k most likely tokens (0: all)")
+    generate.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling: the smallest set with this "
+                                                                   "probability")
+    generate.add_argument("--beam_size", type=int, default=1, help="> 1: beam search instead of sampling")
+    generate.add_argument("--alpha", type=float, default=0.6, help="beam search's length penalty")
+    generate.add_argument("--num_samples", type=int, default=1, help="texts per prompt (one line each)")
+    generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same samples")
 
     average = sub.add_parser("average", help="average the last N checkpoints into workdir/averaged")
     average.add_argument("--workdir", required=True)
@@ -207,6 +223,19 @@ def run_eval(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None
         write_lines(args.output, hypotheses)
     for line in report(hypotheses, references, translator.config):  # decode.metric: BLEU or ROUGE
         print(line)
+
+
+@command
+def run_generate(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
+    from t2t_jax.generate import Generator
+
+    prompts = [args.prompt] if args.prompt is not None else read_lines(args.input)
+    generator = Generator.from_workdir(args.workdir, args.checkpoint)
+    texts = generator.generate(
+        prompts, max_length=args.max_length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        beam_size=args.beam_size, alpha=args.alpha, num_samples=args.num_samples, seed=args.seed,
+    )
+    write_lines(args.output, [text for samples in texts for text in samples])
 
 
 @command

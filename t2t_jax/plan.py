@@ -86,8 +86,9 @@ def plan(config: ml_collections.ConfigDict, target_name: str, search: bool = Tru
     result["fits"] = result["peak_gib"] <= HEADROOM * target.memory_gib
     if target.peak_flops:
         result["estimated_step_s"] = round(result["flops_per_chip"] / (target.peak_flops * MEASURED_MFU), 4)
-    result.update(_compiled_decoding(config, devices))
-    result["decode_fits"] = result["decode_peak_gib"] <= HEADROOM * target.memory_gib
+    if config.model.get("kind", "encoder_decoder") == "encoder_decoder":  # beam search over sources
+        result.update(_compiled_decoding(config, devices))
+        result["decode_fits"] = result["decode_peak_gib"] <= HEADROOM * target.memory_gib
     if search:
         result["largest_batch_tokens"] = _largest_batch(config, devices, target, result)
     return result

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _restore(
+def restore_workdir(
     workdir: str, checkpoint: str, overrides: Sequence[tuple[str, str]]
 ) -> tuple[ml_collections.ConfigDict, Tokenizer, Any, int]:
     """The config (with decode overrides), vocabulary, parameters and step of a workdir's checkpoint, the
@@ -72,7 +72,7 @@ def _restore(
     return config, tokenizer, params, step
 
 
-def _per_layer(config: TransformerConfig, params: Any) -> Any:
+def per_layer(config: TransformerConfig, params: Any) -> Any:
     """Parameters as decoding runs them: a scan_layers model's stacked layers unstacked."""
     return unstack_layers(params) if config.scan_layers else params
 
@@ -140,6 +140,9 @@ class Translator:
         """max_batch: at most this many sentences per batch (a power of two; default: as many as
         decode.batch_tokens allows)."""
         self.model_config = model_config(config, tokenizer.vocab_size)
+        if self.model_config.kind == "decoder_only":
+            raise UserError("this workdir holds a language model (model.kind=decoder_only): use t2t-jax generate "
+                            "(or t2t_jax.Generator); decode, eval and serve translate with encoder-decoder models")
         self.max_batch, self.mesh = max_batch, mesh
         self.step: int | None = None  # the checkpoint's training step, when loaded from a workdir
         self.config, self.tokenizer = config, tokenizer
@@ -162,7 +165,7 @@ class Translator:
 
     def set_params(self, params: Any) -> None:
         """Decode with these parameters from now on (as trained: stacked layers are unstacked here)."""
-        self.params = _per_layer(self.model_config, params)
+        self.params = per_layer(self.model_config, params)
 
     @classmethod
     def from_workdir(
@@ -171,7 +174,7 @@ class Translator:
     ) -> Translator:
         """The model saved in `workdir`: checkpoint latest | best | averaged | a step number. `overrides`:
         ("decode.batch_tokens", "2048")-style changes of the decode settings."""
-        config, tokenizer, params, step = _restore(workdir, checkpoint, overrides)
+        config, tokenizer, params, step = restore_workdir(workdir, checkpoint, overrides)
         translator = cls(config, params, tokenizer, beam_size, alpha, sharding.decoding_mesh(config.mesh))
         translator.step = step
         return translator
@@ -192,9 +195,9 @@ class Translator:
             if storage.read_bytes(storage.join(workdir, VOCAB_FILE)) != vocabulary:
                 raise UserError(f"{workdir} was trained with another vocabulary than {workdirs[0]}: an ensemble's "
                                 f"models must share one ({VOCAB_FILE} differs)")
-            config, tokenizer, params, _ = _restore(workdir, checkpoint, overrides)
+            config, tokenizer, params, _ = restore_workdir(workdir, checkpoint, overrides)
             member = model_config(config, tokenizer.vocab_size)
-            translator.others.append((member, _per_layer(member, params)))
+            translator.others.append((member, per_layer(member, params)))
         translator.decoder = translator._decoder(translator.beam_size, translator.alpha)
         return translator
 

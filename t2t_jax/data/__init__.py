@@ -14,6 +14,7 @@ _EXPORTS = {
     "train_tokenizer": "t2t_jax.data.tokenizer",
     "TrainIterator": "t2t_jax.data.pipeline",
     "build_vocabulary": "t2t_jax.data.pipeline",
+    "check_sides": "t2t_jax.data.pipeline",
     "train_iterator": "t2t_jax.data.pipeline",
     "eval_batches": "t2t_jax.data.pipeline",
     "eval_pairs": "t2t_jax.data.pipeline",

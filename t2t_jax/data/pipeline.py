@@ -29,8 +29,8 @@ from t2t_jax.data.uris import AlgorithmicUri, SourceUri, TfdsUri, one_sided, par
 from t2t_jax.data.vocabulary import build_vocabulary
 from t2t_jax.errors import UserError
 
-__all__ = ["TrainIterator", "build_vocabulary", "eval_batches", "eval_pairs", "prepare_tfds_sources",
-           "train_iterator"]
+__all__ = ["TrainIterator", "build_vocabulary", "check_sides", "eval_batches", "eval_pairs",
+           "prepare_tfds_sources", "train_iterator"]
 
 Batch = dict[str, np.ndarray]
 _CHECKPOINT_PREFIX = "data_iterator"
@@ -223,6 +223,24 @@ def _ran_out_message(settings: DataSettings) -> str:
     return (f"the training data {settings.train!r} ran out: no example has at most {max_source} source and "
             f"{max_target} target tokens (EOS included); raise data.max_source_length / data.max_target_length"
             + (" / data.pack_length" if settings.packing else ""))
+
+
+def check_sides(data_config: object, decoder_only: bool) -> None:
+    """UserError unless every source of data.train and data.eval has the sides the model reads: one-sided text
+    (text:PATH, TFDS with data.source_lang='') for a decoder-only model, pairs for an encoder-decoder."""
+    settings = DataSettings.from_config(data_config)
+    uris = [uri for uri, _ in parse_mixture(settings.require_train())]
+    uris += [_eval_uri(settings)] if settings.eval.strip() else []
+    for uri in uris:
+        if isinstance(uri, AlgorithmicUri) and not decoder_only:
+            continue
+        if decoder_only and not one_sided(uri, settings.source_lang):
+            raise UserError(f"model.kind=decoder_only trains on one-sided data (text:PATH, or TFDS with "
+                            f"data.source_lang=''): {sources.describe(uri)} has a source side")
+        if not decoder_only and one_sided(uri, settings.source_lang):
+            raise UserError(f"{sources.describe(uri)} has no source side: a translation model needs pairs "
+                            "(text:SRC,TGT, tsv:, TFDS with data.source_lang); a language model takes "
+                            "model.kind=decoder_only")
 
 
 def prepare_tfds_sources(data_config: object) -> list[str]:

@@ -78,10 +78,10 @@ def check_train_files(uri: SourceUri) -> None:
     stats = textfiles.check_files(uri)
     if stats.empty_pairs == stats.pairs:
         what = "non-empty line" if one_sided(uri, "") else "line pair with both sides non-empty"
-        raise UserError(f"training data {_describe(uri)} has no {what}")
+        raise UserError(f"training data {describe(uri)} has no {what}")
     if stats.empty_pairs:
         _log.warning("skipping %d of %d training line pairs of %s with an empty side", stats.empty_pairs,
-                     stats.pairs, _describe(uri))
+                     stats.pairs, describe(uri))
 
 
 def _file_dataset(uri: TextUri | TsvUri) -> tf.data.Dataset:
@@ -175,7 +175,7 @@ def _python_pairs(dataset: tf.data.Dataset) -> Iterator[tuple[str, str]]:
             yield source.decode("utf-8", "replace"), target.decode("utf-8", "replace")
 
 
-def _describe(uri: SourceUri) -> str:
+def describe(uri: SourceUri) -> str:
     if isinstance(uri, TextUri):
         return f"text:{uri.source_path},{uri.target_path}" if uri.source_path else f"text:{uri.target_path}"
     if isinstance(uri, TsvUri):

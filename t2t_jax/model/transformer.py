@@ -303,3 +303,9 @@ class TransformerLM(nn.Module):
 def build_model(config: TransformerConfig) -> Transformer | TransformerLM:
     """The model of config.kind: the encoder-decoder `Transformer` or the decoder-only `TransformerLM`."""
     return TransformerLM(config) if config.kind == "decoder_only" else Transformer(config)
+
+
+def init_variables(model: Transformer | TransformerLM, rng: Array, tokens: Array) -> Any:
+    """`model.init` of either kind from example tokens [B, L] (sources and targets alike): shapes do not depend
+    on lengths."""
+    return model.init(rng, tokens) if isinstance(model, TransformerLM) else model.init(rng, tokens, tokens)

@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 from t2t_jax import configuration, storage
 from t2t_jax.data.tokenizer import VOCAB_FILE, Tokenizer
 from t2t_jax.errors import UserError
-from t2t_jax.model import Transformer
+from t2t_jax.model import build_model, init_variables
 from t2t_jax.settings import TrainSettings
 from t2t_jax.train.state import restore_params_and_step
 
@@ -65,9 +65,9 @@ def initial_params(config: ml_collections.ConfigDict, vocab_size: int, mesh: Mes
 
 def _same_shapes(trained: ml_collections.ConfigDict, config: ml_collections.ConfigDict, vocab_size: int) -> bool:
     def shapes(run: ml_collections.ConfigDict) -> object:
-        model = Transformer(configuration.model_config(run, vocab_size))
+        model = build_model(configuration.model_config(run, vocab_size))
         dummy = jnp.ones((1, 8), jnp.int32)
-        tree = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, dummy))["params"]
+        tree = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0), dummy))["params"]
         return jax.tree_util.tree_map(lambda leaf: (leaf.shape, leaf.dtype), tree)
 
     return shapes(trained) == shapes(config)

@@ -27,7 +27,7 @@ from t2t_jax.settings import TrainSettings
 from t2t_jax.train import checkpoint, init_from, step
 from t2t_jax.train.budget import TimeBudget
 from t2t_jax.train.optim import learning_rate_schedule
-from t2t_jax.train.reporting import Reporter, host_metrics
+from t2t_jax.train.reporting import Reporter, bits_per_byte, host_metrics
 from t2t_jax.train.state import training
 from t2t_jax.train.stopping import SIGTERM, TIME_BUDGET, SigtermFlag, StopVote
 from t2t_jax.train.workdir_lock import WorkdirLock
@@ -96,6 +96,7 @@ class Trainer:
         self.train_step, self.compute_gradients = programs.train_step, programs.compute_gradients
         self.add, self.apply_gradients, self.eval_step = programs.add, programs.apply_gradients, programs.eval_step
         self._translator = None
+        self._eval_byte_count: int | None = None
 
     def _fresh_iterator(self, step: int) -> data.TrainIterator:
         """The data stream on a topology other than the checkpoint's: each process starts its shard anew, shuffled
@@ -134,7 +135,8 @@ class Trainer:
         return metrics
 
     def evaluate(self) -> dict[str, float]:
-        """Loss and perplexity on the eval set; BLEU of beam decoding too when train.eval_bleu."""
+        """Loss and perplexity on the eval set; BLEU of beam decoding too when train.eval_bleu; for a language
+        model also bits per byte (comparable across vocabularies)."""
         batch_size = max(32 // self.batch_multiple, 1) * self.batch_multiple
         sums = None
         for batch in data.eval_batches(
@@ -143,9 +145,18 @@ class Trainer:
             metrics = self.eval_step(self.state.params, sharding.global_batch(batch, self.batch_sharding))
             sums = metrics if sums is None else step.add_trees(sums, metrics)
         result = host_metrics(sums)
-        if self.settings.eval_bleu:
+        if self.model_cfg.kind == "decoder_only":
+            result["bits_per_byte"] = bits_per_byte(float(sums["nll"]), self._eval_bytes())
+        elif self.settings.eval_bleu:
             result["bleu"] = self.bleu()
         return result
+
+    def _eval_bytes(self) -> int:
+        """The UTF-8 bytes of the eval text a language model's loss covers: each line and its end (the EOS)."""
+        if self._eval_byte_count is None:
+            pairs = data.eval_pairs(self.config.data, max_examples=self.settings.eval_examples or None)
+            self._eval_byte_count = sum(len(target.encode()) + 1 for _, target in pairs)
+        return self._eval_byte_count
 
     def bleu(self) -> float:
         pairs = data.eval_pairs(self.config.data, max_examples=self.settings.bleu_examples or None)
@@ -206,6 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if init_from.source(config):
             agree(_problem(lambda: init_from.prepare(config)))  # the trained model's vocabulary, its shapes checked
         agree(_problem(lambda: _check_workdir_config(config, workdir)))  # every host stops on it, none waits
+        data.check_sides(config.data, decoder_only=config.model.get("kind") == "decoder_only")  # files unread
         if jax.process_index() == 0:
             configuration.save_config(config, workdir)
         trainer = Trainer(config, workdir)

@@ -64,6 +64,14 @@ class Reporter:
             self._tensorboard.close()
 
 
+def bits_per_byte(nll_sum: float, text_bytes: int) -> float:
+    """A language model's summed negative log-likelihood (nats) over a text, in bits per byte of that text:
+    comparable across tokenizations and vocabularies."""
+    import math
+
+    return nll_sum / math.log(2) / max(text_bytes, 1)
+
+
 def host_metrics(sums: dict[str, Any]) -> dict[str, float]:
     """Token sums -> per-token loss, perplexity and accuracy."""
     import math

@@ -13,7 +13,7 @@ from jax.sharding import Mesh
 
 from t2t_jax import sharding
 from t2t_jax.configuration import model_config
-from t2t_jax.model import Transformer, TransformerConfig
+from t2t_jax.model import TransformerConfig, build_model, init_variables
 from t2t_jax.settings import TrainSettings
 from t2t_jax.train import checkpoint
 from t2t_jax.train.optim import make_optimizer
@@ -28,7 +28,7 @@ def state_init_fn(
 
     def init() -> TrainState:
         dummy = jnp.ones((1, 8), jnp.int32)
-        params = Transformer(model_cfg).init(jax.random.PRNGKey(seed), dummy, dummy)["params"]
+        params = init_variables(build_model(model_cfg), jax.random.PRNGKey(seed), dummy)["params"]
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
 
     return init
@@ -57,7 +57,7 @@ def training(config: ml_collections.ConfigDict, vocab_size: int, mesh: Mesh) -> 
     benchmarks/."""
     model_cfg, optimizer, init = train_setup(config, vocab_size)
     abstract = sharding.abstract_state(init, mesh)
-    programs = jit_programs(Transformer(model_cfg), optimizer, TrainSettings.from_config(config.train).label_smoothing,
+    programs = jit_programs(build_model(model_cfg), optimizer, TrainSettings.from_config(config.train).label_smoothing,
                             jax.tree_util.tree_map(lambda leaf: leaf.sharding, abstract), mesh)
     return Training(model_cfg, init, abstract, programs)
 

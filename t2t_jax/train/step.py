@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
+from t2t_jax.model import TransformerLM
 from t2t_jax.train.loss import loss_metrics
 
 Array = jax.Array
@@ -37,16 +38,23 @@ def model_inputs(batch: Batch) -> dict[str, Array]:
     return {arg: batch[key] for arg, key in names.items() if key in batch}
 
 
+def forward(model: nn.Module, params: Any, batch: Batch, **kwargs: Any) -> Array:
+    """The model's float32 logits [B, T, V] for a batch: an encoder-decoder reads inputs and targets, a
+    decoder-only language model (`TransformerLM`) its targets only."""
+    inputs = model_inputs(batch)
+    if isinstance(model, TransformerLM):
+        return model.apply({"params": params}, batch["targets"], inputs.get("targets_segmentation"),
+                           inputs.get("targets_positions"), **kwargs)
+    return model.apply({"params": params}, batch["inputs"], batch["targets"], **inputs, **kwargs)
+
+
 def compute_gradients(
     params: Any, batch: Batch, dropout_key: Array, *, model: nn.Module, label_smoothing: float
 ) -> tuple[Any, Metrics]:
     """Gradients of the summed smoothed loss over one microbatch, and its metric sums."""
 
     def summed_loss(params: Any) -> tuple[Array, Metrics]:
-        logits = model.apply(
-            {"params": params}, batch["inputs"], batch["targets"], **model_inputs(batch),
-            deterministic=False, rngs={"dropout": dropout_key},
-        )
+        logits = forward(model, params, batch, deterministic=False, rngs={"dropout": dropout_key})
         metrics = loss_metrics(logits, batch["targets"], label_smoothing)
         return metrics["loss"], metrics
 
@@ -84,9 +92,7 @@ def add_trees(first: Any, second: Any) -> Any:
 
 
 def eval_step(params: Any, batch: Batch, *, model: nn.Module, label_smoothing: float) -> Metrics:
-    logits = model.apply(
-        {"params": params}, batch["inputs"], batch["targets"], **model_inputs(batch), deterministic=True
-    )
+    logits = forward(model, params, batch, deterministic=True)
     return loss_metrics(logits, batch["targets"], label_smoothing)
 
 
