@@ -131,3 +131,28 @@ def test_data_sides_must_match_the_model_kind_and_lines_must_be_there(tmp_path):
     assert_clear_error(run_cli("train", "--config", "configs/lm.py", "--workdir", workdir, *LM_FLAGS, *empty),
                        "no non-empty line")
     assert not os.path.exists(os.path.join(workdir, "checkpoints"))
+
+
+def test_lm1b_config_reads_one_sided_tfds_text_on_mock_data(tmp_path):
+    """configs/lm1b.py's data (tfds:lm1b, feature 'text', no source) on a mocked lm1b: packed one-sided training
+    rows (inputs empty, sentences in the targets) and eval pairs with an empty source."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    tf = pytest.importorskip("tensorflow")
+    from t2t_jax.data import pipeline
+
+    sentences = alternating(64, seed=2)
+
+    def as_dataset(self, split, **kwargs):
+        return tf.data.Dataset.from_tensor_slices({"text": sentences})
+
+    config = load_config(os.path.join(ROOT, "configs/lm1b.py"))
+    config.data.update(vocab_size=32, vocab_sample_lines=1000, pack_length=32, batch_tokens=128, shuffle_buffer=64)
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        tokenizer = pipeline.build_vocabulary(config.data, str(tmp_path), process_index=0)
+        batch = next(pipeline.train_iterator(config.data, tokenizer, process_index=0, process_count=1))
+        pairs = pipeline.eval_pairs(config.data, max_examples=5)
+    assert batch["targets"].shape == (4, 32) and not batch["inputs"].any()
+    assert batch["targets_segmentation"].max() >= 2  # several sentences packed per row
+    first = batch["targets"][0][batch["targets_segmentation"][0] == 1]
+    assert tokenizer.decode(first) in sentences
+    assert pairs == [("", sentence) for sentence in sentences[:5]]
