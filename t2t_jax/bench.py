@@ -40,17 +40,22 @@ DATASHEET_PEAKS = {
 
 
 def analytic_train_flops(cfg: TransformerConfig, batch: int, source_length: int, target_length: int) -> float:
-    """FLOPs of one training step (forward + backward = 3 x forward) of the encoder-decoder."""
+    """FLOPs of one training step (forward + backward = 3 x forward) of the encoder-decoder (of the decoder alone
+    for a decoder-only model: no encoder, no cross-attention)."""
     d, ff, heads = cfg.d_model, cfg.d_ff, cfg.num_heads
     qk, v = heads * cfg.key_size, heads * cfg.value_size
     source, target = batch * source_length, batch * target_length
     projections = d * (2 * qk + 2 * v)  # q, k, v, o per token when all come from the same stream
-    encoder = cfg.num_encoder_layers * (source * (projections + 2 * d * ff) + batch * source_length**2 * (qk + v))
-    decoder = cfg.num_decoder_layers * (
-        target * (projections + d * (qk + v) + 2 * d * ff)  # self-attention, cross q and o, feed-forward
-        + source * d * (qk + v)  # cross-attention keys and values from the encoder output
-        + batch * (target_length**2 + target_length * source_length) * (qk + v)  # attention scores and sums
-    )
+    if cfg.kind == "decoder_only":
+        encoder = 0
+        decoder = cfg.num_decoder_layers * (target * (projections + 2 * d * ff) + batch * target_length**2 * (qk + v))
+    else:
+        encoder = cfg.num_encoder_layers * (source * (projections + 2 * d * ff) + batch * source_length**2 * (qk + v))
+        decoder = cfg.num_decoder_layers * (
+            target * (projections + d * (qk + v) + 2 * d * ff)  # self-attention, cross q and o, feed-forward
+            + source * d * (qk + v)  # cross-attention keys and values from the encoder output
+            + batch * (target_length**2 + target_length * source_length) * (qk + v)  # attention scores and sums
+        )
     logits = target * d * cfg.output_vocab_size
     return 3 * 2 * (encoder + decoder + logits)
 

@@ -300,6 +300,11 @@ def run_export(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> No
         from t2t_jax.serving.ctranslate2 import export_ctranslate2 as export
     else:
         raise UserError(f"--format must be stablehlo or ctranslate2, got {args.format!r}")
+    from t2t_jax.configuration import load_workdir_config
+
+    if load_workdir_config(args.workdir).model.get("kind") == "decoder_only":
+        raise UserError(f"{args.workdir} holds a language model (model.kind=decoder_only): exports are of "
+                        "translation models; generate with t2t-jax generate")
     manifest = export(args.workdir, args.output, checkpoint=args.checkpoint, quantize=args.quantize)
     print(f"exported step {manifest.get('step')} of {args.workdir} as {args.format} to {args.output}")
 
@@ -344,7 +349,8 @@ def run_bench(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> Non
     config = load_config(args.config, overrides)
     result = run_bench(
         config, vocab_size=args.vocab, batch=args.batch, length=args.length, steps=args.steps,
-        decode_batch=0 if args.skip_decode else args.decode_batch, decode_source_length=args.decode_source_length,
+        decode_batch=0 if args.skip_decode or config.model.get("kind") == "decoder_only" else args.decode_batch,
+        decode_source_length=args.decode_source_length,
         pipeline=args.pipeline, profile_dir=args.profile,
     )
     print_report(result)

@@ -2,6 +2,7 @@
 data, perplexity and bits per byte in eval, `t2t-jax generate` and `Generator` with prefill, a smoothed bigram
 baseline the trained model must beat, and clear errors for the wrong kind of workdir or bad options."""
 
+import json
 import os
 import random
 
@@ -156,3 +157,18 @@ def test_lm1b_config_reads_one_sided_tfds_text_on_mock_data(tmp_path):
     first = batch["targets"][0][batch["targets_segmentation"][0] == 1]
     assert tokenizer.decode(first) in sentences
     assert pairs == [("", sentence) for sentence in sentences[:5]]
+
+
+def test_bench_and_plan_take_a_decoder_only_config(tmp_path):
+    """The train step of configs/lm.py times (`bench`, no beam search: that is translation's) and compiles ahead
+    of time (`plan`), with FLOPs counted for the decoder alone."""
+    result = run_cli("bench", "--config", "configs/lm.py", "--steps", "1", "--batch", "2", "--length", "16",
+                     "--vocab", "64", "--json", str(tmp_path / "bench.json"))
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert bench["train"]["model_flops_per_step"] > 0 and "decode" not in bench
+    result = run_cli("plan", "--config", "configs/lm.py", "--target", "cpu", "--no_search",
+                     "--json", str(tmp_path / "plan.json"))
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["fits"] and "decode_peak_gib" not in plan
