@@ -11,6 +11,7 @@ def test_schemes():
     assert parse_uri("tfds:wmt_t2t_translate/de-en:1.0.0?split=test[:10%]") == TfdsUri(
         "wmt_t2t_translate/de-en:1.0.0", "test[:10%]")
     assert parse_uri("text:a.en, b.de") == TextUri("a.en", "b.de")
+    assert parse_uri("text:lines.txt") == TextUri("", "lines.txt")  # one-sided: a language model's text
     assert parse_uri("tsv:x.tsv") == TsvUri("x.tsv")
     assert parse_uri("algorithmic:reverse") == AlgorithmicUri("reverse")
 
@@ -25,7 +26,8 @@ def test_mixture_weights():
     ("csv:a.csv", "unknown data URI 'csv:a.csv'"),
     ("a.en,b.de", "unknown data URI"),
     ("algorithmic:multiply", "unknown algorithmic task 'multiply'"),
-    ("text:only_one.en", "expected text:SRC_PATH,TGT_PATH"),
+    ("text:a,b,c", "expected text:SRC_PATH,TGT_PATH"),
+    ("text:a,", "expected text:SRC_PATH,TGT_PATH"),
     ("tfds:wmt14_translate/de-en?splt=test", "the only option is ?split=SPLIT"),
     ("text:a,b@0", "must be positive"),
     ("", "empty data URI"),
