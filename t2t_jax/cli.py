@@ -227,10 +227,11 @@ def run_eval(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None
 
 @command
 def run_generate(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> None:
-    from t2t_jax.generate import Generator
+    from t2t_jax.generate import Generator, Search
 
+    Search(args.max_length, args.temperature, args.top_k, args.top_p, args.beam_size).check(args.num_samples)
     prompts = [args.prompt] if args.prompt is not None else read_lines(args.input)
-    generator = Generator.from_workdir(args.workdir, args.checkpoint)
+    generator = Generator.from_workdir(args.workdir, args.checkpoint)  # options checked before the model loads
     texts = generator.generate(
         prompts, max_length=args.max_length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         beam_size=args.beam_size, alpha=args.alpha, num_samples=args.num_samples, seed=args.seed,
