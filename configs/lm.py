@@ -8,13 +8,9 @@ benchmarks/lm_bigram.py scores a smoothed bigram on the same split and tokens. T
     t2t-jax generate --workdir runs/lm --prompt "A dog" --temperature 0.8 --top_p 0.9 --num_samples 3
 """
 
-import os
+from t2t_jax.configuration import default_config, example_data_dir
 
-from t2t_jax.configuration import default_config
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SHARED = os.path.join(os.path.dirname(_REPO), "shared", "data", "multi30k")
-DATA_DIR = _SHARED if os.path.isdir(_SHARED) else os.path.join(_REPO, "data", "multi30k")
+DATA_DIR = example_data_dir(__file__, "multi30k")
 
 
 def get_config():

@@ -7,13 +7,9 @@ Other directions change only the data flags, e.g. German->English:
     --config.data.source_lang=de --config.data.target_lang=en
 """
 
-import os
+from t2t_jax.configuration import default_config, example_data_dir
 
-from t2t_jax.configuration import default_config
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SHARED = os.path.join(os.path.dirname(_REPO), "shared", "data", "multi30k")
-DATA_DIR = _SHARED if os.path.isdir(_SHARED) else os.path.join(_REPO, "data", "multi30k")
+DATA_DIR = example_data_dir(__file__, "multi30k")
 
 
 def get_config():

@@ -56,6 +56,14 @@ def model_section(preset: TransformerConfig) -> dict[str, Any]:
     return fields
 
 
+def example_data_dir(config_file: str, name: str) -> str:
+    """Where a config file finds the example data NAME: ../shared/data/NAME beside the repository that holds
+    `config_file` (configs/*.py), else data/NAME inside that repository."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(config_file)))
+    shared = os.path.join(os.path.dirname(repo), "shared", "data", name)
+    return shared if os.path.isdir(shared) else os.path.join(repo, "data", name)
+
+
 def load_config(path: str, overrides: list[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
     """The config of file `path` (which defines get_config()) with `(dotted key, value text)` overrides.
 
