@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     decode.add_argument("--output", default="-")
     decode.add_argument("--nbest", type=int, default=1, help="n > 1: 'INDEX ||| TRANSLATION ||| SCORE' lines")
 
-    evaluate = sub.add_parser("eval", help="translate a file and score it with sacreBLEU and chrF")
+    evaluate = sub.add_parser("eval", help="translate a file and score it: sacreBLEU and chrF, or ROUGE "
+                                           "(decode.metric=rouge)")
     decoding_options(evaluate)
     evaluate.add_argument("--source", required=True)
     evaluate.add_argument("--reference", required=True)
