@@ -54,6 +54,7 @@ def test_configs_lm_and_lm1b_are_decoder_only_on_one_sided_data():
     assert (lm1b.model.d_model, lm1b.model.num_decoder_layers, lm1b.data.vocab_size) == (512, 6, 32768)
 
 
+@pytest.mark.slow  # trains a language model (the module fixture)
 def test_a_trained_lm_reports_perplexity_and_bits_per_byte_and_beats_the_bigram(lm_workdir):
     """Eval of the trained model against an interpolated Kneser-Ney bigram on the same tokens of the same split:
     the LM must be at least 2x better in perplexity (the bigram cannot see two words back)."""
@@ -75,6 +76,7 @@ def test_a_trained_lm_reports_perplexity_and_bits_per_byte_and_beats_the_bigram(
     assert final["perplexity"] < bigram_perplexity / 2, (final["perplexity"], bigram_perplexity)
 
 
+@pytest.mark.slow  # trains a language model (the module fixture)
 def test_generate_continues_a_prompt_and_scores_agree_with_eval(lm_workdir):
     from t2t_jax import Generator
 
@@ -96,6 +98,7 @@ def test_generate_continues_a_prompt_and_scores_agree_with_eval(lm_workdir):
     assert nll == pytest.approx(final["nll"], rel=1e-3)  # the same model, checkpoint and tokens as eval's
 
 
+@pytest.mark.slow  # trains a language model (the module fixture)
 def test_generate_cli_writes_samples_and_refuses_bad_options(lm_workdir):
     workdir, _ = lm_workdir
     result = run_cli("generate", "--workdir", workdir, "--prompt", "m n", "--max_length", "8", "--num_samples", "2",
@@ -159,6 +162,7 @@ def test_lm1b_config_reads_one_sided_tfds_text_on_mock_data(tmp_path):
     assert pairs == [("", sentence) for sentence in sentences[:5]]
 
 
+@pytest.mark.slow  # times and compiles the step of configs/lm.py
 def test_bench_and_plan_take_a_decoder_only_config(tmp_path):
     """The train step of configs/lm.py times (`bench`, no beam search: that is translation's) and compiles ahead
     of time (`plan`), with FLOPs counted for the decoder alone."""
