@@ -302,9 +302,9 @@ def run_export(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> No
         from t2t_jax.serving.ctranslate2 import export_ctranslate2 as export
     else:
         raise UserError(f"--format must be stablehlo or ctranslate2, got {args.format!r}")
-    from t2t_jax.configuration import load_workdir_config
+    from t2t_jax.configuration import is_language_model, load_workdir_config
 
-    if load_workdir_config(args.workdir).model.get("kind") == "decoder_only":
+    if is_language_model(load_workdir_config(args.workdir)):
         raise UserError(f"{args.workdir} holds a language model (model.kind=decoder_only): exports are of "
                         "translation models; generate with t2t-jax generate")
     manifest = export(args.workdir, args.output, checkpoint=args.checkpoint, quantize=args.quantize)
@@ -343,7 +343,7 @@ def run_bench(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> Non
     import json
 
     from t2t_jax.bench import print_report, run_bench
-    from t2t_jax.configuration import load_config
+    from t2t_jax.configuration import is_language_model, load_config
 
     for name in ("steps", "batch", "length", "vocab", "decode_batch", "decode_source_length"):
         if getattr(args, name) < 1:
@@ -351,7 +351,7 @@ def run_bench(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> Non
     config = load_config(args.config, overrides)
     result = run_bench(
         config, vocab_size=args.vocab, batch=args.batch, length=args.length, steps=args.steps,
-        decode_batch=0 if args.skip_decode or config.model.get("kind") == "decoder_only" else args.decode_batch,
+        decode_batch=0 if args.skip_decode or is_language_model(config) else args.decode_batch,
         decode_source_length=args.decode_source_length,
         pipeline=args.pipeline, profile_dir=args.profile,
     )

@@ -56,6 +56,11 @@ def model_section(preset: TransformerConfig) -> dict[str, Any]:
     return fields
 
 
+def is_language_model(config: ml_collections.ConfigDict) -> bool:
+    """Whether a config (or a workdir's, saved before model.kind existed) trains a decoder-only language model."""
+    return config.model.get("kind", "encoder_decoder") == "decoder_only"
+
+
 def example_data_dir(config_file: str, name: str) -> str:
     """Where a config file finds the example data NAME: ../shared/data/NAME beside the repository that holds
     `config_file` (configs/*.py), else data/NAME inside that repository."""

@@ -29,6 +29,7 @@ from t2t_jax.errors import UserError
 from t2t_jax.model import TransformerLM
 from t2t_jax.model.cache import reorder_cache
 from t2t_jax.model.inference import Prompts, decoding_config, init_lm_cache, lm_prompts, lm_step_fn, prefill_lm
+from t2t_jax.train.loss import token_losses
 from t2t_jax.translate import per_layer, restore_workdir
 
 PROMPT_MULTIPLE = 8  # prompts are left-padded to a multiple of this: few compiled shapes
@@ -70,8 +71,7 @@ class Generator:
             raise UserError("this workdir holds a translation model (model.kind=encoder_decoder): use t2t-jax decode; "
                             "generate runs language models (model.kind=decoder_only)")
         self.config, self.tokenizer = config, tokenizer
-        self.model_config = decoding_config(trained)
-        self.training_config = trained.replace(scan_layers=False, remat="none")  # the full forward pass's
+        self.model_config = decoding_config(trained)  # per-layer parameters: the full pass and the cached steps
         self.params = per_layer(trained, params)
         self.step: int | None = None  # the checkpoint's training step, when loaded from a workdir
 
@@ -114,7 +114,7 @@ class Generator:
             tokens = np.zeros((MAX_BATCH_ROWS, width), np.int32)  # one batch size: a program per width
             for index, row in enumerate(rows):
                 tokens[index, :len(sequences[row])] = sequences[row]
-            log_probs = np.asarray(_scorer(self.training_config)(self.params, tokens))  # [rows, width]
+            log_probs = np.asarray(_scorer(self.model_config)(self.params, tokens))  # [rows, width]
             for index, row in enumerate(rows):
                 scores[row] = (float(log_probs[index].sum()), len(sequences[row]))
         return scores
@@ -148,8 +148,7 @@ def _scorer(config: Any) -> Any:
 
     def log_probs(params: Any, tokens: jax.Array) -> jax.Array:
         logits = model.apply({"params": params}, tokens, deterministic=True)  # [B, T, V]
-        chosen = jnp.take_along_axis(jax.nn.log_softmax(logits), tokens[..., None], axis=-1)[..., 0]
-        return jnp.where(tokens > 0, chosen, 0.0)
+        return jnp.where(tokens > 0, -token_losses(logits, tokens, label_smoothing=0.0)[1], 0.0)
 
     return jax.jit(log_probs)
 

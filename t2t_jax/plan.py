@@ -86,7 +86,9 @@ def plan(config: ml_collections.ConfigDict, target_name: str, search: bool = Tru
     result["fits"] = result["peak_gib"] <= HEADROOM * target.memory_gib
     if target.peak_flops:
         result["estimated_step_s"] = round(result["flops_per_chip"] / (target.peak_flops * MEASURED_MFU), 4)
-    if config.model.get("kind", "encoder_decoder") == "encoder_decoder":  # beam search over sources
+    from t2t_jax.configuration import is_language_model
+
+    if not is_language_model(config):  # beam search over sources
         result.update(_compiled_decoding(config, devices))
         result["decode_fits"] = result["decode_peak_gib"] <= HEADROOM * target.memory_gib
     if search:

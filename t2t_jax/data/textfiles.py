@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from t2t_jax import storage
-from t2t_jax.data.uris import TextUri, TsvUri
+from t2t_jax.data.uris import TextUri, TsvUri, one_sided
 from t2t_jax.errors import UserError
 
 
@@ -33,10 +33,10 @@ def read_pairs(uri: TextUri | TsvUri) -> Iterator[tuple[str, str]]:
 def check_files(uri: TextUri | TsvUri) -> FileStats:
     """Reads the files once: raises UserError for any problem, else counts pairs and empty pairs."""
     pairs = empty = 0
-    one_sided = isinstance(uri, TextUri) and not uri.source_path
+    targets_only = one_sided(uri, source_lang="")
     for source, target in read_pairs(uri):
         pairs += 1
-        empty += is_empty_pair(source, target, one_sided)
+        empty += is_empty_pair(source, target, targets_only)
     return FileStats(pairs, empty)
 
 

@@ -217,7 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if init_from.source(config):
             agree(_problem(lambda: init_from.prepare(config)))  # the trained model's vocabulary, its shapes checked
         agree(_problem(lambda: _check_workdir_config(config, workdir)))  # every host stops on it, none waits
-        data.check_sides(config.data, decoder_only=config.model.get("kind") == "decoder_only")  # files unread
+        data.check_sides(config.data, decoder_only=configuration.is_language_model(config))  # files unread
         if jax.process_index() == 0:
             configuration.save_config(config, workdir)
         trainer = Trainer(config, workdir)
