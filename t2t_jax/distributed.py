@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from typing import Any
 
 import jax
@@ -48,6 +49,8 @@ def initialize_from_environment() -> None:
     env = os.environ
     if _initialized:
         return
+    if "T2T_COORDINATOR" in env or int(env.get("SLURM_NTASKS", "1")) > 1 or env.get("T2T_TPU_POD") == "1":
+        keep_stdout_for_our_output()
     if "T2T_COORDINATOR" in env or int(env.get("SLURM_NTASKS", "1")) > 1:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only hosts (tests); GPUs use NCCL
     if "T2T_COORDINATOR" in env:
@@ -66,6 +69,23 @@ def initialize_from_environment() -> None:
         return
     _initialized = True
     preflight()
+
+
+def keep_stdout_for_our_output() -> None:
+    """Native libraries print on file descriptor 1 (gloo: "0 is connected to 1 peer ranks..." as a multi-host run
+    connects), which would mix into the translations `decode` writes to stdout. From here on descriptor 1 is stderr,
+    and Python's sys.stdout writes to a copy of the original stdout, so that stdout carries only our own output."""
+    try:
+        if sys.stdout.fileno() != 1:
+            return
+    except (AttributeError, OSError, ValueError):  # replaced by a test harness or an embedding program: leave it
+        return
+    sys.stdout.flush()
+    ours = os.dup(1)
+    os.dup2(2, 1)
+    old = sys.stdout
+    sys.stdout = open(ours, "w", buffering=1 if old.line_buffering else -1,  # noqa: SIM115 - open for life
+                      encoding=old.encoding, errors=old.errors)
 
 
 def preflight() -> None:

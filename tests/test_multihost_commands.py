@@ -42,12 +42,8 @@ def two_processes(*args_by_rank):
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for rank, args in enumerate(args_by_rank)]
     outputs = [process.communicate(timeout=300) for process in processes]
-    return [(process.returncode, _ours(out.decode()), err.decode()) for process, (out, err) in zip(processes, outputs)]
-
-
-def _ours(stdout):
-    """stdout without the lines gloo (the CPU collectives library) prints as it connects."""
-    return "".join(line for line in stdout.splitlines(keepends=True) if not line.startswith("[Gloo]"))
+    # stdout exactly as written: what gloo prints as it connects goes to stderr (distributed.keep_stdout_for_our_output)
+    return [(process.returncode, out.decode(), err.decode()) for process, (out, err) in zip(processes, outputs)]
 
 
 def _succeeded(results):
