@@ -30,7 +30,7 @@ demo: install
 
 test: install $(TPU_VENV)/bin/t2t-jax
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=30
 	JAX_PLATFORMS=cpu ALLOW_MULTIPLE_LIBTPU_LOAD=1 $(TPU_VENV)/bin/pytest -q -p no:cacheprovider tests/test_plan.py
 
 # for iteration: the same without the tests marked slow (multi-process runs, trained-model checks)
