@@ -31,7 +31,7 @@ demo: install
 test: install $(TPU_VENV)/bin/t2t-jax
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=30
-	JAX_PLATFORMS=cpu ALLOW_MULTIPLE_LIBTPU_LOAD=1 $(TPU_VENV)/bin/pytest -q -p no:cacheprovider tests/test_plan.py
+	JAX_PLATFORMS=cpu ALLOW_MULTIPLE_LIBTPU_LOAD=1 JAX_ENABLE_COMPILATION_CACHE=false $(TPU_VENV)/bin/pytest -q -p no:cacheprovider tests/test_plan.py
 
 # for iteration: the same without the tests marked slow (multi-process runs, trained-model checks)
 test-fast: install

@@ -4,8 +4,19 @@ import checks in a fresh interpreter, and fixtures for trained workdirs (tests i
 import dataclasses
 import functools
 import json
+import os
 import subprocess
 import sys
+import tempfile
+
+# XLA programs compiled by one test (or one test's child process) load from disk in the next: many tests compile
+# the same small models. Set before JAX is imported; children inherit it.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "t2t-jax-tests-xla-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+# The test models are tiny: LLVM's optimizations cost more compile time than they save in run time (a fifth of
+# the suite's time). They change how fast the code runs, not what it computes.
+os.environ["XLA_FLAGS"] = " ".join(dict.fromkeys(os.environ.get("XLA_FLAGS", "").split()
+                                                + ["--xla_backend_optimization_level=0"]))
 
 import jax
 import jax.numpy as jnp

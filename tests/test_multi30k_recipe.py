@@ -10,7 +10,7 @@ DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "multi30k")
 
 
 @pytest.mark.skipif(not os.path.isdir(DATA), reason="../shared/data/multi30k is absent (a user's clone)")
-@pytest.mark.parametrize("source,target", [("de", "en"), ("en", "fr")])
+@pytest.mark.parametrize("source,target", [("en", "fr")])  # de-en takes the same path: one direction is enough
 def test_other_directions_change_only_the_data_flags(source, target, tmp_path):
     workdir = tmp_path / f"{source}-{target}"
     flags = [

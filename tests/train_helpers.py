@@ -78,8 +78,8 @@ def free_port() -> int:
 
 def cpu_devices_env(devices: int, **extra: str) -> dict[str, str]:
     """This process's environment for a child that sees `devices` simulated CPU devices, plus `extra`."""
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-            **extra}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags, **extra}
 
 
 def distributed_env(port: int, rank: int) -> dict[str, str]:
