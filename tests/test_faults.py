@@ -1,10 +1,12 @@
 """Faults a run meets, injected: nothing is lost and the run resumes at its last complete checkpoint.
 
 kill -9 while asynchronous checkpoint saves are in flight, kill -9 of `t2t-jax average`, SIGTERM during an
-evaluation, a workdir whose vocab.model went missing. (A corrupt latest checkpoint: test_train_loop and
-test_object_storage; a host lost from a multi-host run: test_scale.)"""
+evaluation, a workdir whose vocab.model went missing, a save that cannot write (a file-size cap, and a real file
+system that fills up). (A corrupt latest checkpoint: test_train_loop and test_object_storage; a host lost from a
+multi-host run: test_scale.)"""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,6 +138,40 @@ def test_a_save_that_cannot_write_fails_the_run_and_the_last_checkpoint_stays(tm
     output = resume(workdir, 4)
     assert "training 2 -> 4" in output, output[-2000:]
     assert saved_steps(workdir)[-1] == 4
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MiB tmpfs: a real file system that fills up (mounting one needs root, as on CI's machines)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True) \
+        if shutil.which("mount") else None
+    if mounted is None or mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): the RLIMIT_FSIZE test above takes the same path")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_disk_that_fills_up_during_a_save_keeps_the_last_checkpoint_and_the_run_resumes(small_disk):
+    """The workdir's file system has 48 KiB left when the next checkpoint is saved: ENOSPC, one error line, the
+    checkpoint before stays; once there is room the run resumes from it."""
+    workdir = str(small_disk / "w")
+    resume(workdir, 2)
+    room = os.statvfs(small_disk)
+    filler = small_disk / "filler"
+    filler.write_bytes(bytes(room.f_bavail * room.f_frsize - 48 * 1024))
+    result = subprocess.run([sys.executable, "-m", "t2t_jax", "train", *SMALL, "--workdir", workdir,
+                             "--config.train.steps=4", "--config.train.eval_every=1000"], cwd=ROOT,
+                            capture_output=True, timeout=300)
+    errors = result.stderr.decode()
+    assert result.returncode != 0 and "training 2 -> 4" in result.stdout.decode(), errors[-3000:]
+    assert "Traceback" not in errors and "error: could not write" in errors, errors[-3000:]
+    assert "No space left on device" in errors, errors[-3000:]
+    assert saved_steps(workdir) == [2]
+    filler.unlink()
+    assert "training 2 -> 4" in resume(workdir, 4)
+    assert saved_steps(workdir) == [2, 4]
 
 
 def test_late_callbacks_of_a_closed_event_loop_are_dropped_and_other_unraisables_kept(monkeypatch):
