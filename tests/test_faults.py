@@ -119,6 +119,19 @@ CAPPED = ("import resource, runpy, sys; limit = int(sys.argv.pop(1)); "
           "runpy.run_module('t2t_jax', run_name='__main__')")
 
 
+def save_of_step_4_fails(workdir, launcher, reason):
+    """Trains `workdir` from its checkpoint of step 2 to step 4 through `launcher` (the command line before `train`):
+    it trains, then the save fails with `reason` in one error line (no traceback), and step 2 stays the newest
+    complete checkpoint."""
+    result = subprocess.run([*launcher, "train", *SMALL, "--workdir", workdir, "--config.train.steps=4",
+                             "--config.train.eval_every=1000"], cwd=ROOT, capture_output=True, timeout=300)
+    assert result.returncode != 0, result.stdout.decode()[-2000:]
+    errors = result.stderr.decode()
+    assert "training 2 -> 4" in result.stdout.decode() and reason in errors, errors[-3000:]
+    assert "Traceback" not in errors and "error: could not write" in errors, errors[-3000:]
+    assert saved_steps(workdir)[-1] == 2, saved_steps(workdir)
+
+
 def test_a_save_that_cannot_write_fails_the_run_and_the_last_checkpoint_stays(tmp_path):
     """The disk 'fills up' during a save (every file is capped at 64 KiB: the checkpoint's array file cannot be
     written, the small logs can): the run fails, the checkpoint before stays the newest complete one, and once there
@@ -126,15 +139,7 @@ def test_a_save_that_cannot_write_fails_the_run_and_the_last_checkpoint_stays(tm
     workdir = str(tmp_path / "w")
     resume(workdir, 2)
     # writes beyond the cap fail with EFBIG (Python ignores SIGXFSZ), as they fail with ENOSPC on a full disk
-    result = subprocess.run([sys.executable, "-c", CAPPED, str(64 * 1024), "train", *SMALL, "--workdir", workdir,
-                             "--config.train.steps=4", "--config.train.eval_every=1000"], cwd=ROOT,
-                            capture_output=True, timeout=300)
-    assert result.returncode != 0, result.stdout.decode()[-2000:]
-    errors = result.stderr.decode()
-    assert "training 2 -> 4" in result.stdout.decode() and "File too large" in errors, errors[-3000:]
-    # it trained, then its save failed for want of room: one line that says so, no traceback
-    assert "Traceback" not in errors and "error: could not write" in errors, errors[-3000:]
-    assert saved_steps(workdir)[-1] == 2, saved_steps(workdir)
+    save_of_step_4_fails(workdir, [sys.executable, "-c", CAPPED, str(64 * 1024)], "File too large")
     output = resume(workdir, 4)
     assert "training 2 -> 4" in output, output[-2000:]
     assert saved_steps(workdir)[-1] == 4
@@ -161,13 +166,7 @@ def test_a_disk_that_fills_up_during_a_save_keeps_the_last_checkpoint_and_the_ru
     room = os.statvfs(small_disk)
     filler = small_disk / "filler"
     filler.write_bytes(bytes(room.f_bavail * room.f_frsize - 48 * 1024))
-    result = subprocess.run([sys.executable, "-m", "t2t_jax", "train", *SMALL, "--workdir", workdir,
-                             "--config.train.steps=4", "--config.train.eval_every=1000"], cwd=ROOT,
-                            capture_output=True, timeout=300)
-    errors = result.stderr.decode()
-    assert result.returncode != 0 and "training 2 -> 4" in result.stdout.decode(), errors[-3000:]
-    assert "Traceback" not in errors and "error: could not write" in errors, errors[-3000:]
-    assert "No space left on device" in errors, errors[-3000:]
+    save_of_step_4_fails(workdir, [sys.executable, "-m", "t2t_jax"], "No space left on device")
     assert saved_steps(workdir) == [2]
     filler.unlink()
     assert "training 2 -> 4" in resume(workdir, 4)
